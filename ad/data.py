@@ -1,0 +1,329 @@
+"""Data in: HW8 arrays, image files, folders and zips, labels and sources; validation and preprocessing."""
+
+import csv
+import io
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SIZE = 64  # HW8's images are 64x64 RGB; every model sees this size
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MAX_PIXELS = 40_000_000  # larger pictures are refused before decoding (decompression bombs)
+MAX_ZIP_MEMBERS = 50_000
+MAX_ZIP_BYTES = 2 * 1024**3  # total unpacked size a zip may claim
+
+
+class InputError(ValueError):
+    """A user's input is not what we accept; the message says what was wrong and what is expected."""
+
+
+# ---------------------------------------------------------------- arrays
+
+
+def load_array(path):
+    """Load an HW8-style .npy of images, memory-mapped (the real training set is 1.2 GB), never unpickled."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; expected an .npy array of shape (N, 64, 64, 3), uint8")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "object" in str(e).lower():
+            raise InputError(f"{path}: holds Python objects (pickle), which are refused; "
+                             "expected a plain numeric array of shape (N, 64, 64, 3)") from None
+        raise InputError(f"{path}: not a readable .npy file ({e}); it may be truncated") from None
+    except (OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npy file ({e})") from None
+    return validate_images(array, name=str(path))
+
+
+def validate_images(array, name="images"):
+    """Check shape and dtype and bring the array to uint8 (N, 64, 64, 3), explaining any refusal."""
+    array = np.asarray(array) if not isinstance(array, np.ndarray) else array
+    if array.ndim == 3 and array.shape == IMAGE_SHAPE:
+        array = array[None]
+    if array.ndim == 4 and array.shape[1:] == (3, IMAGE_SIZE, IMAGE_SIZE):
+        array = array.transpose(0, 2, 3, 1)  # channels-first is unambiguous, so accept it
+    if array.ndim != 4 or array.shape[1:] != IMAGE_SHAPE:
+        raise InputError(f"{name}: shape {tuple(array.shape)}; expected (N, 64, 64, 3) "
+                         "images (HW8 layout), N >= 1")
+    if len(array) == 0:
+        raise InputError(f"{name}: holds no images; expected (N, 64, 64, 3) with N >= 1")
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind == "f":
+        values = np.asarray(array, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise InputError(f"{name}: contains NaN or Inf; expected finite pixel values")
+        low, high = values.min(), values.max()
+        if low >= 0 and high <= 1:
+            values = values * 255
+        elif low < 0 or high > 255:
+            raise InputError(f"{name}: float values span [{low:g}, {high:g}]; accepted float "
+                             "ranges are [0, 1] and [0, 255] (or give uint8)")
+        return np.rint(values).astype(np.uint8)
+    if array.dtype.kind in "iu":
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise InputError(f"{name}: integer values span [{low}, {high}]; expected 0..255")
+        return array.astype(np.uint8)
+    raise InputError(f"{name}: dtype {array.dtype}; expected uint8 (or floats in [0, 1] or [0, 255])")
+
+
+# ---------------------------------------------------------------- images
+
+
+def open_image(source, name=None):
+    """Open a file path, bytes or PIL image and return it as a 64x64x3 uint8 array."""
+    name = name or (str(source) if isinstance(source, (str, Path)) else "image")
+    if isinstance(source, Image.Image):
+        return image_to_array(source, name)
+    if isinstance(source, np.ndarray):
+        return image_to_array(Image.fromarray(_to_uint8(source)), name)
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    except OSError as e:
+        raise InputError(f"{name}: cannot be read ({e.strerror})") from None
+    if not data:
+        raise InputError(f"{name}: the file is empty; expected a PNG, JPEG, WebP, BMP or GIF image")
+    try:
+        with warnings.catch_warnings():  # we refuse big images ourselves, with a clearer message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: too large; at most {MAX_PIXELS // 1_000_000} million pixels "
+                         "are accepted") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InputError(f"{name}: not an image this app can read; expected a PNG, JPEG, WebP, "
+                         "BMP or GIF file") from None
+    return image_to_array(image, name)
+
+
+def image_to_array(image, name="image"):
+    """EXIF rotation, RGB (transparency onto white), centre square crop, resize to 64x64."""
+    if image.width * image.height > MAX_PIXELS:
+        raise InputError(f"{name}: {image.width}x{image.height} pixels is too large; "
+                         f"at most {MAX_PIXELS // 1_000_000} million pixels are accepted")
+    try:
+        image.seek(0)  # first frame of an animation
+        image = ImageOps.exif_transpose(image)
+        image = _to_rgb(image)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{name}: the image data is corrupt or truncated ({e})") from None
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def _to_rgb(image):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit grey: scale, don't clip
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255 / 65535 if values.max() > 255 else 1.0
+        image = Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_uint8(array):
+    if array.dtype == np.uint8:
+        return array
+    array = np.asarray(array, dtype=np.float64)
+    return np.clip(array * 255 if array.max() <= 1 else array, 0, 255).astype(np.uint8)
+
+
+def load_images(path):
+    """Load a .npy array, an image file, a folder of images or a .zip of images.
+
+    Returns (images uint8 (N, 64, 64, 3), names): names identify images in CSVs (file names, or
+    row indices for arrays).
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return (np.stack([open_image(p) for p in files]),
+                [str(p.relative_to(path)) for p in files])
+    if not path.is_file():
+        raise InputError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        array = load_array(path)
+        return array, [str(i) for i in range(len(array))]
+    if suffix == ".zip":
+        return load_zip(path)
+    if suffix in IMAGE_SUFFIXES:
+        return open_image(path)[None], [path.name]
+    raise InputError(f"{path}: unsupported file type '{suffix}'; expected .npy, .zip, an image "
+                     "file or a folder of images")
+
+
+def load_zip(path):
+    """Read images straight out of a zip (nothing is extracted to disk), refusing unsafe archives."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise InputError(f"{path}: not a readable zip file ({e})") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise InputError(f"{path}: {len(members)} files; at most {MAX_ZIP_MEMBERS} are accepted")
+        total = sum(m.file_size for m in members)
+        if total > MAX_ZIP_BYTES:
+            raise InputError(f"{path}: unpacks to {total / 1024**3:.1f} GB; at most "
+                             f"{MAX_ZIP_BYTES / 1024**3:.0f} GB is accepted")
+        for m in members:
+            parts = Path(m.filename.replace("\\", "/")).parts
+            if m.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise InputError(f"{path}: member '{m.filename}' has an absolute or '..' path; refused")
+        images = sorted((m for m in members if Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
+                         and not Path(m.filename).name.startswith(".")), key=lambda m: m.filename)
+        if not images:
+            raise InputError(f"{path}: the zip holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        arrays = [open_image(archive.read(m), name=f"{path.name}:{m.filename}") for m in images]
+    return np.stack(arrays), [m.filename for m in images]
+
+
+# ---------------------------------------------------------------- labels and sources
+
+
+def load_labels(path, names):
+    """Read 0/1 labels (1 = anomaly) for the images called `names`, from an .npy or a CSV.
+
+    A CSV needs a `label` column; rows are matched to images by a `filename` column, else by an
+    `id` column (row index, as in HW8's submission), else by order. An optional `source` column
+    gives per-source groups. Returns (labels int64 (N,), sources or None).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such labels file; expected .npy or .csv")
+    sources = None
+    if path.suffix.lower() == ".npy":
+        labels = _load_vector(path, "labels")
+    elif path.suffix.lower() == ".csv":
+        labels, sources = _read_labels_csv(path, names)
+    else:
+        raise InputError(f"{path}: labels must be a .npy or a .csv file, not '{path.suffix}'")
+    labels = check_labels(labels, len(names), str(path))
+    return labels, sources
+
+
+def check_labels(labels, count, name="labels"):
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != count:
+        raise InputError(f"{name}: {labels.shape[0] if labels.ndim else 0} labels for {count} images; "
+                         "expected one label per image, in the images' order")
+    if labels.dtype.kind not in "biuf" or not np.isin(labels, [0, 1]).all():
+        raise InputError(f"{name}: labels must be 0 (normal) or 1 (anomaly); found "
+                         f"{sorted(set(np.unique(labels).tolist()) - {0, 1})[:5]}")
+    return labels.astype(np.int64)
+
+
+def load_sources(path, count):
+    """Per-image source ids (ints or strings) from an .npy or a one-column CSV."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r]
+        if rows and rows[0][0].strip().lower() == "source":
+            rows = rows[1:]
+        sources = np.array([r[-1].strip() for r in rows])
+    else:
+        sources = _load_vector(path, "sources")
+    if sources.ndim != 1 or len(sources) != count:
+        raise InputError(f"{path}: {len(sources)} sources for {count} images; expected one per image")
+    return sources
+
+
+def _load_vector(path, what):
+    try:
+        vector = np.load(path, allow_pickle=False)
+    except ValueError:
+        raise InputError(f"{path}: not a plain .npy array of {what} (pickled or corrupt files are "
+                         "refused)") from None
+    except (OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npy file ({e})") from None
+    return np.asarray(vector).reshape(-1) if np.ndim(vector) == 2 and 1 in np.shape(vector) else vector
+
+
+def _read_labels_csv(path, names):
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+        rows = list(reader)
+    if "label" not in columns:
+        raise InputError(f"{path}: no 'label' column (found {list(columns) or 'none'}); expected a "
+                         "header with 'label' and optionally 'filename' or 'id', and 'source'")
+    try:
+        values = [int(float(r[columns["label"]])) for r in rows]
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: a 'label' value is missing or not a number; expected 0 or 1") from None
+    source_values = [r[columns["source"]] for r in rows] if "source" in columns else None
+    key = next((k for k in ("filename", "file", "name", "id") if k in columns), None)
+    if key is None:
+        order = list(range(len(rows)))
+    else:
+        keys = [r[columns[key]] for r in rows]
+        wanted = names if key != "id" else [str(i) for i in range(len(names))]
+        position = {k: i for i, k in enumerate(keys)}
+        missing = [w for w in wanted if w not in position]
+        if missing or len(rows) != len(names):
+            raise InputError(f"{path}: {len(rows)} rows for {len(names)} images; images without a "
+                             f"row: {missing[:3]}")
+        order = [position[w] for w in wanted]
+    if len(order) != len(names):
+        raise InputError(f"{path}: {len(rows)} labels for {len(names)} images; expected one per image")
+    labels = np.array([values[i] for i in order])
+    sources = None if source_values is None else np.array([source_values[i].strip() for i in order])
+    return labels, sources
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def parse_crop(text):
+    """'T,L,H,W' on the 64x64 image -> (top, left, height, width), checked to lie inside it."""
+    if text is None or text == "" or text == []:
+        return None
+    try:
+        crop = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except ValueError:
+        raise InputError(f"crop '{text}': expected four integers TOP,LEFT,HEIGHT,WIDTH") from None
+    if len(crop) != 4:
+        raise InputError(f"crop '{text}': expected four integers TOP,LEFT,HEIGHT,WIDTH")
+    top, left, height, width = crop
+    if top < 0 or left < 0 or height < 4 or width < 4 or top + height > IMAGE_SIZE \
+            or left + width > IMAGE_SIZE:
+        raise InputError(f"crop {crop}: the box must lie inside the 64x64 image and be at least 4x4")
+    return crop
+
+
+def preprocess(images, crop=None, device="cpu"):
+    """uint8 (B, 64, 64, 3) -> float (B, 3, 64, 64) in [-1, 1], cropped and resized back to 64."""
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # a copy: memmaps are read-only
+    x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (B, C, H, W)
+    if crop is not None:
+        top, left, height, width = crop
+        x = x[:, :, top:top + height, left:left + width]
+        if (height, width) != (IMAGE_SIZE, IMAGE_SIZE):
+            x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
+                              align_corners=False, antialias=True)
+    return x
+
+
+def to_uint8_image(x):
+    """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3) for display."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()

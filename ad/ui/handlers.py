@@ -1,0 +1,177 @@
+"""The app's callbacks: plain functions of the zoo and the user's inputs; user errors become gr.Error."""
+
+import functools
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+
+from ad.data import InputError, load_images, load_labels, load_sources, open_image
+from ad.evaluation import auc_by_source, check_two_classes, rank_average, roc_points, write_submission
+from ad.scoring import anomaly_scores, explain
+from ad.ui import render
+
+SAMPLE_TESTSET = Path(__file__).resolve().parents[2] / "examples" / "sample_testset"
+MAX_LATENT_SLIDERS = 16
+
+try:  # ZeroGPU Spaces lend a GPU per call to functions wrapped with spaces.GPU
+    import spaces
+    on_gpu = spaces.GPU
+except ImportError:
+    def on_gpu(function):
+        return function
+
+
+def user_errors(function):
+    """Show a user's mistake as a message in the UI instead of a generic 'Error'."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except InputError as e:
+            raise gr.Error(str(e), title="Cannot use this input") from None
+    return wrapper
+
+
+def _image(path):
+    if not path:
+        raise InputError("no image yet: drop, upload or paste one first")
+    return open_image(path, name=Path(path).name)
+
+
+def _verdict(percentile, threshold_percentile):
+    return "anomalous" if percentile > threshold_percentile else "normal"
+
+
+class Handlers:
+    def __init__(self, zoo):
+        self.zoo = zoo
+
+    # ---------------------------------------------------------------- detect
+
+    @user_errors
+    @on_gpu
+    def detect(self, image_path, model_name, threshold_percentile=99.0):
+        """One image, one model: what it saw, what it rebuilt, where it differs, and how much."""
+        model = self.zoo.get(model_name)
+        result = explain(model, _image(image_path))
+        seen = render.model_view(result["input"])
+        heat = render.heat_map(result["residual_map"])
+        details = {"model": model_name, "score": result["score"], "percentile": result["percentile"],
+                   "threshold_percentile": float(threshold_percentile),
+                   "threshold_score": model.threshold(threshold_percentile),
+                   "verdict": _verdict(result["percentile"], threshold_percentile)}
+        return (seen, render.model_view(result["reconstruction"]), heat, render.overlay(seen, heat),
+                self._summary(details), details)
+
+    @staticmethod
+    def _summary(d):
+        return (f"### {d['verdict'].upper()}\n"
+                f"Anomaly score **{d['score']:.3f}**: more anomalous than **{d['percentile']:.1f}%** "
+                f"of held-out normal images.  \nThreshold: the {d['threshold_percentile']:g}th percentile "
+                f"of normal scores (score {d['threshold_score']:.3f}).")
+
+    # ---------------------------------------------------------------- compare
+
+    @user_errors
+    @on_gpu
+    def compare(self, image_path, threshold_percentile=99.0):
+        """One image, every model: reconstructions and heat maps, a table, and a rank ensemble."""
+        if not self.zoo.models:
+            raise InputError("no model could be loaded; see the notes at the top of the page")
+        image = _image(image_path)
+        gallery, rows, percentiles = [], [], []
+        for name, model in self.zoo.models.items():
+            result = explain(model, image)
+            seen, heat = render.model_view(result["input"]), render.heat_map(result["residual_map"])
+            gallery += [(seen, f"{name}: input"), (render.model_view(result["reconstruction"]),
+                                                    f"{name}: reconstruction"),
+                        (heat, f"{name}: residual"), (render.overlay(seen, heat), f"{name}: overlay")]
+            percentiles.append(result["percentile"])
+            rows.append([name, round(result["score"], 4), round(result["percentile"], 2),
+                         _verdict(result["percentile"], threshold_percentile)])
+        mean = float(np.mean(percentiles))
+        rows.append(["ensemble (mean percentile)", None, round(mean, 2),
+                     _verdict(mean, threshold_percentile)])
+        return gallery, rows
+
+    # ---------------------------------------------------------------- evaluate
+
+    @user_errors
+    @on_gpu
+    def evaluate(self, dataset, images_file, labels_file, sources_file, model_names,
+                 progress=gr.Progress()):
+        """ROC-AUC (overall and per source), ROC curves, histograms and submission CSVs."""
+        if not model_names:
+            raise InputError("pick at least one model to evaluate")
+        images, labels, sources = self._test_set(dataset, images_file, labels_file, sources_file)
+        scores, table, curves = {}, [], {}
+        for i, name in enumerate(model_names):
+            model = self.zoo.get(name)
+            scores[name] = anomaly_scores(
+                model, images, progress=lambda f, i=i, name=name: progress(
+                    (i + f) / len(model_names), desc=f"scoring with {name}"))
+        if len(scores) > 1:
+            scores["ensemble (rank mean)"] = rank_average(list(scores.values()))
+        output_dir = Path(tempfile.mkdtemp(prefix="ad-evaluate-"))  # per request: users never collide
+        files = []
+        for name, values in scores.items():
+            auc = auc_by_source(labels, values, sources)
+            table.append([name] + [round(auc[k], 4) for k in auc])
+            curves[name] = (*roc_points(labels, values), auc["overall"])
+            path = output_dir / f"submission_{name.split(' ')[0]}.csv"
+            write_submission(path, values)
+            files.append(str(path))
+        headers = ["model", "overall"] + [f"normal vs {k}" for k in auc if k != "overall"]
+        return (gr.Dataframe(value=table, headers=headers), render.roc_figure(curves),
+                render.histogram_figure(scores, labels), files)
+
+    @staticmethod
+    def _test_set(dataset, images_file, labels_file, sources_file):
+        if dataset == "bundled sample":
+            images_file = SAMPLE_TESTSET / "testingset.npy"
+            labels_file = SAMPLE_TESTSET / "testing_labels.npy"
+            sources_file = SAMPLE_TESTSET / "testing_sources.npy"
+        if not images_file or not labels_file:
+            raise InputError("upload the test images (.npy or .zip) and their labels (.npy or .csv)")
+        images, names = load_images(images_file)
+        labels, sources = load_labels(labels_file, names)
+        if sources_file:
+            sources = load_sources(sources_file, len(images))
+        check_two_classes(labels, Path(str(labels_file)).name)
+        return images, labels, sources
+
+    # ---------------------------------------------------------------- latent space
+
+    @user_errors
+    def encode(self, image_path, model_name):
+        """Encode an image; the first latent dimensions become sliders."""
+        model = self.zoo.get(model_name)
+        x = model.preprocess(_image(image_path)[None])
+        with torch.inference_mode():
+            code = model.encode(x)[0].float().cpu().numpy()
+        reach = float(max(1.0, np.ceil(2 * np.abs(code).max())))
+        shown = min(len(code), MAX_LATENT_SLIDERS)
+        sliders = [gr.Slider(minimum=-reach, maximum=reach, value=float(code[i]), visible=True,
+                             label=f"z[{i}]") for i in range(shown)]
+        sliders += [gr.Slider(visible=False)] * (MAX_LATENT_SLIDERS - shown)
+        note = (f"{model_name}: {len(code)} latent dimensions"
+                + (f"; the first {shown} are sliders, the rest stay as encoded" if shown < len(code) else ""))
+        return [{"model": model_name, "code": code.tolist()}, self._decode(model, code), note, *sliders]
+
+    @user_errors
+    def decode(self, state, *values):
+        if not state:
+            raise InputError("encode an image first")
+        model = self.zoo.get(state["model"])
+        code = np.array(state["code"], dtype=np.float32)
+        code[:min(len(code), len(values))] = values[:len(code)]
+        return self._decode(model, code)
+
+    @staticmethod
+    def _decode(model, code):
+        with torch.inference_mode():
+            decoded = model.decode(torch.as_tensor(code, dtype=torch.float32, device=model.device)[None])
+        return render.model_view(decoded[0])

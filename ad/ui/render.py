@@ -1,0 +1,88 @@
+"""Pictures for people: upscaled images, residual heat maps on one fixed scale, overlays, legend, plots."""
+
+import functools
+
+import matplotlib
+import numpy as np
+from PIL import Image
+
+from ad.data import to_uint8_image
+
+matplotlib.use("Agg")  # no screen on a server
+import matplotlib.pyplot as plt  # noqa: E402
+
+DISPLAY_SIZE = 256  # 64 px thumbnails are unreadable; 4x keeps pixels crisp
+HEAT_MAX = 1.0  # residual magnitude per pixel (RGB distance on the [-1, 1] scale) at full colour
+COLORMAP = "inferno"  # perceptually uniform, readable in grey and by colour-blind users
+
+
+@functools.cache
+def _lut():
+    return (matplotlib.colormaps[COLORMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def upscale(image_uint8, size=DISPLAY_SIZE):
+    return np.asarray(Image.fromarray(image_uint8).resize((size, size), Image.Resampling.NEAREST))
+
+
+def model_view(x):
+    """(3, 64, 64) tensor in [-1, 1] -> upscaled uint8 picture."""
+    return upscale(to_uint8_image(x))
+
+
+def heat_map(residual_map):
+    """(64, 64) squared error summed over channels -> upscaled colour picture on the fixed scale."""
+    magnitude = np.sqrt(np.asarray(residual_map, dtype=np.float32))
+    index = np.clip(magnitude / HEAT_MAX * 255, 0, 255).astype(np.uint8)
+    return upscale(_lut()[index])
+
+
+def overlay(base_uint8, heat_uint8, alpha=0.55):
+    blended = (1 - alpha) * base_uint8.astype(np.float32) + alpha * heat_uint8.astype(np.float32)
+    return blended.round().astype(np.uint8)
+
+
+@functools.cache
+def legend():
+    """The heat map's colour bar, drawn once."""
+    figure, axis = plt.subplots(figsize=(4.2, 0.75), dpi=100)
+    axis.imshow(np.linspace(0, 1, 256)[None], aspect="auto", cmap=COLORMAP, extent=(0, HEAT_MAX, 0, 1))
+    axis.set_yticks([])
+    axis.set_xlabel("residual per pixel (RGB distance, images scaled to [-1, 1])", fontsize=8)
+    axis.tick_params(labelsize=8)
+    figure.tight_layout()
+    figure.canvas.draw()
+    picture = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return picture
+
+
+def roc_figure(curves):
+    """curves: {name: (false positive rates, true positive rates, auc)} -> one matplotlib figure."""
+    figure, axis = plt.subplots(figsize=(5.5, 5), dpi=100)
+    for name, (fpr, tpr, auc) in curves.items():
+        axis.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})", linewidth=1.6)
+    axis.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="chance")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01),
+             title="ROC curves")
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
+
+def histogram_figure(scores_by_model, labels):
+    """Normal vs anomalous score histograms, one panel per model."""
+    count = len(scores_by_model)
+    figure, axes = plt.subplots(1, count, figsize=(3.2 * count, 2.8), dpi=100, squeeze=False)
+    for axis, (name, scores) in zip(axes[0], scores_by_model.items()):
+        bins = np.histogram_bin_edges(scores, bins=30)
+        axis.hist(scores[labels == 0], bins=bins, alpha=0.6, label="normal")
+        axis.hist(scores[labels == 1], bins=bins, alpha=0.6, label="anomaly")
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel("anomaly score", fontsize=8)
+        axis.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    plt.close(figure)
+    return figure

@@ -1,0 +1,186 @@
+"""The app over HTTP (gradio_client) and in a real browser (Playwright driving Debian's Chromium)."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ad import list_models
+from ad.ui.tabs import build_demo
+from ad.ui.zoo import load_zoo, model_sources
+from conftest import CIFAR, NORMAL, ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """The app as `python app.py` builds it: the shipped checkpoints, on 127.0.0.1."""
+    import app
+    port = free_port()
+    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    max_file_size=app.MAX_UPLOAD)
+    yield f"http://127.0.0.1:{port}/"
+    app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def pngs(test_slice, tmp_path_factory):
+    """Five normal faces and five CIFAR-10 images from faces-dev, as PNG files."""
+    images, _, sources = test_slice
+    folder = tmp_path_factory.mktemp("pngs")
+    paths = {}
+    for source in (NORMAL, CIFAR):
+        paths[source] = []
+        for i, index in enumerate(np.flatnonzero(sources == source)[:5]):
+            path = folder / f"{source}_{i}.png"
+            Image.fromarray(images[index]).save(path)
+            paths[source].append(str(path))
+    return paths
+
+
+def test_the_shipped_checkpoints_all_load():
+    zoo = load_zoo(model_sources())
+    assert not zoo.errors
+    assert list(zoo.models) == list_models()
+
+
+def test_detect_scores_cifar_images_above_normal_faces(client, pngs):
+    from gradio_client import handle_file
+
+    def score(path):
+        seen, reconstruction, heat, overlay, summary, details = client.predict(
+            handle_file(path), "cnn", 99.0, api_name="/detect")
+        for picture in (seen, reconstruction, heat, overlay):
+            with Image.open(picture) as image:
+                assert image.format == "PNG" and image.size == (256, 256)
+        assert details["verdict"] in summary.lower() and 0 <= details["percentile"] <= 100
+        return details["score"]
+
+    normal = np.mean([score(p) for p in pngs[NORMAL]])
+    cifar = np.mean([score(p) for p in pngs[CIFAR]])
+    assert cifar > normal, (cifar, normal)
+
+
+def test_detect_verdict_follows_the_threshold(client, pngs):
+    from gradio_client import handle_file
+    low = client.predict(handle_file(pngs[CIFAR][0]), "fcn", 50.0, api_name="/detect")[5]
+    high = client.predict(handle_file(pngs[CIFAR][0]), "fcn", 99.9, api_name="/detect")[5]
+    assert low["score"] == high["score"] and low["threshold_score"] < high["threshold_score"]
+    assert low["verdict"] == ("anomalous" if low["percentile"] > 50 else "normal")
+
+
+def test_compare_returns_every_architecture_and_an_ensemble(client, pngs):
+    from gradio_client import handle_file
+    gallery, table = client.predict(handle_file(pngs[NORMAL][0]), 99.0, api_name="/compare")
+    names = [row[0] for row in table["data"]]
+    assert names == list_models() + ["ensemble (mean percentile)"]
+    assert len(gallery) == 4 * len(list_models())
+    ensemble = table["data"][-1][2]
+    assert ensemble == pytest.approx(np.mean([row[2] for row in table["data"][:-1]]), abs=0.01)
+
+
+def test_evaluate_matches_the_command_line(client, data_files):
+    from gradio_client import handle_file
+    table, roc, histograms, files = client.predict(
+        "upload", handle_file(str(data_files / "testingset.npy")),
+        handle_file(str(data_files / "testing_labels.npy")),
+        handle_file(str(data_files / "testing_sources.npy")), ["fcn", "cnn"], api_name="/evaluate")
+    rows = {row[0]: row for row in table["value"]["data"]}
+    cli = subprocess.run(
+        [sys.executable, "-m", "ad", "evaluate", "--checkpoint", "checkpoints/fcn", "checkpoints/cnn",
+         "--images", str(data_files / "testingset.npy"), "--labels", str(data_files / "testing_labels.npy"),
+         "--sources", str(data_files / "testing_sources.npy"), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    expected = json.loads(cli.stdout)
+    for name in ("fcn", "cnn"):
+        assert rows[name][1:] == pytest.approx([round(expected[name][k], 4) for k in ("overall", "1", "2")])
+    assert rows["ensemble (rank mean)"][1] == pytest.approx(expected["ensemble"]["overall"], abs=1e-4)
+    assert len(files) == 3 and all(Path(f).read_text().startswith("ID,score\n") for f in files)
+
+
+def test_evaluate_on_the_bundled_sample(client):
+    table, *_ = client.predict("bundled sample", None, None, None, list_models(), api_name="/evaluate")
+    headers = table["value"]["headers"]
+    assert headers == ["model", "overall", "normal vs cifar10", "normal vs utkface"]
+    assert len(table["value"]["data"]) == len(list_models()) + 1
+
+
+def test_evaluate_reports_mismatched_labels(client, data_files, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    np.save(tmp_path / "short.npy", np.zeros(5, np.uint8))
+    with pytest.raises(AppError, match="5 labels for 180 images"):
+        client.predict("upload", handle_file(str(data_files / "testingset.npy")),
+                       handle_file(str(tmp_path / "short.npy")), None, ["fcn"], api_name="/evaluate")
+
+
+def test_a_file_that_is_not_an_image_gets_a_clear_message(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    (tmp_path / "fake.png").write_text("not a picture")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(tmp_path / "fake.png")), "fcn", 99.0, api_name="/detect")
+    # and the app keeps serving
+    assert client.predict(handle_file(str(ROOT / "examples/images/normal_celeba_1.png")), "fcn", 99.0,
+                          api_name="/detect")[5]["score"] > 0
+
+
+def test_latent_sliders_decode_what_they_encode(client, pngs):
+    from gradio_client import handle_file
+    state, decoded, note, *sliders = client.predict(handle_file(pngs[NORMAL][0]), "fcn", api_name="/encode")
+    assert "fcn: 16 latent dimensions" in note
+    values = [s["value"] if isinstance(s, dict) else s for s in sliders]
+    moved = client.predict(*values[:3], *[v + 5 for v in values[3:]], api_name="/decode")
+    assert Image.open(moved).size == (256, 256)
+    assert not np.array_equal(np.asarray(Image.open(decoded)), np.asarray(Image.open(moved)))
+
+
+def test_a_broken_checkpoint_is_reported_and_the_others_keep_working(tmp_path, pngs):
+    shutil.copytree(ROOT / "checkpoints" / "fcn", tmp_path / "fcn")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"architecture": "fcn"}')
+    zoo = load_zoo(model_sources(tmp_path, hub_ids=""))
+    assert list(zoo.models) == ["fcn"] and "no model.safetensors" in zoo.errors["broken"]
+    demo = build_demo(zoo)
+    assert "no model.safetensors" in json.dumps(demo.get_config_file())
+    from ad.ui.handlers import Handlers
+    assert Handlers(zoo).detect(pngs[NORMAL][0], "fcn")[5]["score"] > 0
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_browser_upload_and_detect(app_url, pngs, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.locator("input[type=file]").first.set_input_files(pngs[CIFAR][0])
+        summary = page.locator("#summary")
+        expect(summary).to_contain_text("Anomaly score", timeout=60_000)
+        for element in ("#input-view", "#reconstruction", "#heat-map", "#overlay"):
+            expect(page.locator(f"{element} img")).to_be_visible(timeout=30_000)
+        assert "more anomalous than" in summary.inner_text()
+        page.screenshot(path=str(tmp_path / "detect.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "detect.png").stat().st_size > 10_000

@@ -1,0 +1,114 @@
+"""ad.hub against a Hub stand-in on 127.0.0.1: push, pull by id, offline cache, clean failures, cards."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ad import InputError, load_model
+from ad.ui.zoo import load_zoo
+from conftest import HUB_PORT, ROOT, TINY
+from hub_server import VALID_TOKEN, FakeHub
+
+
+@pytest.fixture(scope="module")
+def hub():
+    server = FakeHub(HUB_PORT)  # HF_ENDPOINT points here (conftest.py)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def pushed(hub, data_files, tmp_path_factory):
+    """train.py --push-to-hub: the local folder and the repo id it was pushed to."""
+    out = tmp_path_factory.mktemp("push") / "fcn"
+    result = run_cli("train.py", "--arch", "fcn", "--data", str(data_files / "trainingset.npy"),
+                     "--out", str(out), "--epochs", "1", "--batch-size", "32",
+                     "--set", f"hidden={TINY['fcn']['hidden']}", "--set", "latent_dim=8",
+                     "--push-to-hub", "user/hw8-fcn", token=VALID_TOKEN)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out, "user/hw8-fcn"
+
+
+def run_cli(*args, token=None, offline=False):
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
+    if token:
+        env["HF_TOKEN"] = token
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def folder_digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_pushed_model_pulls_by_id_and_gives_identical_outputs(pushed, hub, train_faces):
+    folder, repo = pushed
+    files = hub.repos[repo]["branches"]["main"]["files"]
+    assert {"config.json", "model.safetensors", "README.md", "training.json"} <= set(files)
+    local, remote = load_model(folder), load_model(repo)
+    x = local.preprocess(train_faces[:8])
+    with torch.no_grad():
+        assert torch.equal(local(x), remote(x))
+    assert torch.equal(local.normal_score_quantiles, remote.normal_score_quantiles)
+
+
+def test_push_command_to_a_branch(pushed, hub):
+    folder, _ = pushed
+    result = run_cli("-m", "ad", "push", "--checkpoint", str(folder), "--repo", "user/hw8-branch",
+                     "--revision", "v1", token=VALID_TOKEN)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "model.safetensors" in hub.repos["user/hw8-branch"]["branches"]["v1"]["files"]
+
+
+def test_a_push_with_a_bad_token_fails_cleanly_and_keeps_the_checkpoint(pushed, hub):
+    folder, _ = pushed
+    before = folder_digest(folder)
+    result = run_cli("-m", "ad", "push", "--checkpoint", str(folder), "--repo", "user/other",
+                     token="hf_wrong")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "push to user/other failed" in result.stderr and "unchanged" in result.stderr
+    assert folder_digest(folder) == before and "user/other" not in hub.repos
+
+
+def test_a_missing_repo_is_reported(hub):
+    with pytest.raises(InputError, match="no such model on the Hub"):
+        load_model("user/does-not-exist")
+    with pytest.raises(InputError, match="not a checkpoint folder here, nor a Hub model id"):
+        load_model("not a repo id")
+
+
+def test_a_cached_model_loads_offline(pushed, data_files):
+    _, repo = pushed
+    load_model(repo)  # in the cache now
+    result = run_cli("-m", "ad", "score", "--checkpoint", repo, "--images",
+                     str(data_files / "testingset.npy"), "--out", os.devnull, offline=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    missing = run_cli("-m", "ad", "score", "--checkpoint", "user/never-cached", "--images",
+                      str(data_files / "testingset.npy"), "--out", os.devnull, offline=True)
+    assert missing.returncode == 2 and "offline" in missing.stderr
+
+
+def test_the_app_zoo_takes_hub_ids_and_reports_missing_ones(pushed):
+    _, repo = pushed
+    zoo = load_zoo({"local-fcn": str(ROOT / "checkpoints" / "fcn"), repo: repo,
+                    "user/gone": "user/gone"})
+    assert set(zoo.models) == {"local-fcn", repo}
+    assert "no such model" in zoo.errors["user/gone"]
+
+
+def test_model_card_and_space_card_parse(pushed):
+    from huggingface_hub import ModelCard, SpaceCard
+    folder, _ = pushed
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "anomaly-detection-demo" and "fcn" in card.data.tags
+    space = SpaceCard.load(ROOT / "README.md")
+    assert space.data.sdk == "gradio" and space.data.app_file == "app.py"
+    import gradio
+    assert space.data.sdk_version == gradio.__version__
+    assert f"gradio=={gradio.__version__}" in (ROOT / "requirements.txt").read_text()

@@ -1,0 +1,44 @@
+"""ad.scoring: the homework's score, batched; per-image explanations."""
+
+import numpy as np
+import pytest
+import torch
+
+from ad import InputError, create_model
+from ad.scoring import anomaly_scores, explain
+from conftest import TINY
+
+
+def test_score_is_the_l2_norm_of_the_residual(train_faces):
+    model = create_model("cnn", **TINY["cnn"]).eval()
+    x = model.preprocess(train_faces[:10])
+    with torch.no_grad():
+        expected = (x - model(x)).flatten(1).norm(dim=1).numpy()
+    np.testing.assert_allclose(anomaly_scores(model, train_faces[:10]), expected, rtol=1e-5)
+
+
+def test_batching_does_not_change_scores(train_faces):
+    model = create_model("fcn", **TINY["fcn"]).eval()
+    np.testing.assert_allclose(anomaly_scores(model, train_faces[:50], batch_size=7),
+                               anomaly_scores(model, train_faces[:50], batch_size=50), rtol=1e-5)
+
+
+def test_progress_callback_reaches_one(train_faces):
+    seen = []
+    anomaly_scores(create_model("fcn", **TINY["fcn"]), train_faces[:20], batch_size=8, progress=seen.append)
+    assert seen == pytest.approx([0.4, 0.8, 1.0])
+
+
+def test_explain_returns_maps_and_a_calibrated_percentile(train_faces):
+    model = create_model("cnn", crop=[8, 8, 48, 48], **TINY["cnn"]).eval()
+    model.calibrate(anomaly_scores(model, train_faces[:100]))
+    result = explain(model, train_faces[0])
+    assert result["input"].shape == result["reconstruction"].shape == (3, 64, 64)
+    assert result["residual_map"].shape == (64, 64)
+    assert result["score"] == pytest.approx(float(np.sqrt(result["residual_map"].sum())), rel=1e-5)
+    assert 0 <= result["percentile"] <= 100
+
+
+def test_scoring_refuses_bad_arrays():
+    with pytest.raises(InputError, match="expected"):
+        anomaly_scores(create_model("fcn", **TINY["fcn"]), np.zeros((3, 32, 32, 3), np.uint8))
