@@ -28,7 +28,7 @@ def add_train_arguments(parser):
     parser.add_argument("--labels", help="test labels (.npy or .csv): 0 normal, 1 anomaly")
     parser.add_argument("--sources", help="test source ids (.npy or .csv) for per-source ROC-AUC")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
+    parser.add_argument("--resume", action="store_true", help="continue the unfinished run in --out, with the settings it started with")
     parser.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out")
     parser.add_argument("--push-to-hub", metavar="USER/NAME", help="upload the finished checkpoint")
     add_push_options(parser)
@@ -159,6 +159,9 @@ def main(argv=None, parser=None):
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # a disk full, a folder we may not write to, ...
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -4,6 +4,7 @@ import csv
 import io
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,10 @@ def load_array(path):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file; expected an .npy array of shape (N, 64, 64, 3), uint8")
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise InputError(f"{path}: not an .npy file; expected an array saved with numpy.save, "
+                             "shape (N, 64, 64, 3), uint8")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
@@ -193,8 +198,17 @@ def load_zip(path):
                          and not Path(m.filename).name.startswith(".")), key=lambda m: m.filename)
         if not images:
             raise InputError(f"{path}: the zip holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        arrays = [open_image(archive.read(m), name=f"{path.name}:{m.filename}") for m in images]
+        arrays = [open_image(_read_member(archive, m, path), name=f"{path.name}:{m.filename}")
+                  for m in images]
     return np.stack(arrays), [m.filename for m in images]
+
+
+def _read_member(archive, member, path):
+    try:
+        return archive.read(member)  # stops at the size the header declares, then checks the CRC
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
+        raise InputError(f"{path}: member '{member.filename}' is corrupt or not what its header "
+                         f"declares ({e})") from None
 
 
 # ---------------------------------------------------------------- labels and sources

@@ -4,6 +4,7 @@ import csv
 import io
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ad.data import InputError
@@ -42,7 +43,7 @@ def roc_points(labels, scores):
 
 def rank_average(score_lists):
     """Ensemble by mean rank (0..1): scores on different scales become comparable."""
-    ranks = [np.argsort(np.argsort(s)) / max(len(s) - 1, 1) for s in score_lists]
+    ranks = [(rankdata(s) - 1) / max(len(s) - 1, 1) for s in score_lists]  # ties share a rank
     return np.mean(ranks, axis=0)
 
 

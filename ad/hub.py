@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from ad.data import InputError
@@ -20,10 +21,10 @@ def model_card(model, metrics=None, training=None):
                          pipeline_tag="image-classification",
                          metrics=["roc_auc"] if metrics else None)
     config = model.config
-    lines = [f"# {model.architecture} autoencoder for anomaly detection", "",
-             "Reconstruction-based anomaly detector trained on normal images only (HW8 layout: "
-             "64x64 RGB). Score: L2 norm of the residual between an image and its reconstruction; "
-             "higher means more anomalous.", "",
+    lines = [f"# `{model.architecture}` anomaly detector", "",
+             f"{sys.modules[type(model).__module__].__doc__.strip().splitlines()[0]} Trained on "
+             f"normal images only (HW8 layout: 64x64 RGB). Score: {model.score_description}; higher "
+             "means more anomalous.", "",
              f"- architecture: `{model.architecture}`, {model.parameter_count():,} parameters",
              f"- configuration: `{json.dumps({k: v for k, v in config.items() if k != 'architecture'})}`",
              f"- crop box (top, left, height, width) applied before the model: `{model.crop}`"]

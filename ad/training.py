@@ -111,6 +111,11 @@ def train(cfg):
 def _train(cfg, rank, world, local_rank):
     device = pick_device(local_rank)
     out = Path(cfg.out)
+    if rank == 0:
+        _remove_leftovers(out)
+    state = _read_state(out) if cfg.resume else None
+    if state is not None:  # continue with the settings the run started with
+        cfg = TrainConfig(**{**state["train_config"], "out": cfg.out, "resume": True, "overwrite": False})
     images = load_array(cfg.data)
     if cfg.limit and cfg.limit < len(images):  # spread out: HW8-style files may be sorted by pose
         images = images[np.linspace(0, len(images) - 1, cfg.limit).round().astype(int)]
@@ -120,7 +125,6 @@ def _train(cfg, rank, world, local_rank):
     if cfg.test:
         test_set = _load_test_set(cfg)  # fail on bad test files now, not after hours of training
 
-    state = _read_state(out) if cfg.resume else None
     if state is None:
         _check_out_folder(out, cfg)
         torch.manual_seed(cfg.seed)  # the initial weights
@@ -130,7 +134,6 @@ def _train(cfg, rank, world, local_rank):
         model = create_model(state["config"].pop("architecture"), **state["config"])
         model.load_state_dict(state["model"], strict=True)
         start_epoch, history = state["epoch"], state["history"]
-        cfg.epochs = max(cfg.epochs, start_epoch)
     model.to(device)
     objective = Objective(model)
     if world > 1:
@@ -181,13 +184,13 @@ def _train(cfg, rank, world, local_rank):
             model.eval()
             with torch.inference_mode():
                 validation_loss = float(np.mean([
-                    nn.functional.mse_loss(model(x), x).item()
-                    for x in (model.preprocess(held_out[j:j + 256]) for j in range(0, len(held_out), 256))]))
+                    model.loss(model.preprocess(held_out[j:j + 256])).item()
+                    for j in range(0, len(held_out), 256)]))
             model.calibrate(anomaly_scores(model, held_out))
-            history.append({"epoch": epoch + 1, "train_loss": running, "validation_mse": validation_loss,
+            history.append({"epoch": epoch + 1, "train_loss": running, "held_out_loss": validation_loss,
                             "seconds": round(time.time() - started, 1)})
             tqdm.write(f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}: train loss {running:.4f}, "
-                       f"held-out mse {validation_loss:.4f}")
+                       f"held-out loss {validation_loss:.4f}")
             finished = epoch + 1 == cfg.epochs
             metrics = _evaluate(model, test_set) if finished and cfg.test else None
             save_checkpoint(model, out, cfg, history, metrics,
@@ -240,7 +243,7 @@ def save_checkpoint(model, out, cfg, history, metrics=None, optimizer=None):
     os.chmod(staging, 0o777 & ~current_umask())
     try:
         if optimizer is not None:
-            _write_state(staging / STATE_FILE, model, optimizer, len(history), history)
+            _write_state(staging / STATE_FILE, model, optimizer, cfg, history)
         model.save_pretrained(staging, config=model.config)  # model.safetensors, config.json
         training = {"config": _jsonable(asdict(cfg)), "history": history,
                     "epochs_done": len(history), "finished": optimizer is None}
@@ -264,11 +267,19 @@ def save_checkpoint(model, out, cfg, history, metrics=None, optimizer=None):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _remove_leftovers(out):
+    """Staging folders and temporary files that a killed run left beside or in `out`."""
+    for stale in out.parent.glob(f".{out.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in out.glob(".*.tmp") if out.is_dir() else []:
+        stale.unlink(missing_ok=True)
+
+
 def _jsonable(obj):
     return json.loads(json.dumps(obj, default=list))
 
 
-def _write_state(path, model, optimizer, epoch, history):
+def _write_state(path, model, optimizer, cfg, history):
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     optimizer_state = optimizer.state_dict()
     scalars = {}
@@ -278,7 +289,8 @@ def _write_state(path, model, optimizer, epoch, history):
                 tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}.{key}"] = value
-    metadata = {"config": json.dumps(model.config, default=list), "epoch": str(epoch),
+    metadata = {"config": json.dumps(model.config, default=list), "epoch": str(len(history)),
+                "train_config": json.dumps(_jsonable(asdict(cfg))),
                 "history": json.dumps(history), "param_groups": json.dumps(optimizer_state["param_groups"]),
                 "optimizer_scalars": json.dumps(scalars)}
     with atomic_path(path) as tmp:
@@ -308,6 +320,7 @@ def _read_state(out):
         index, key = name.split(".", 1)
         optimizer["state"].setdefault(int(index), {})[key] = value
     return {"config": json.loads(metadata["config"]), "epoch": int(metadata["epoch"]),
+            "train_config": json.loads(metadata["train_config"]),
             "history": json.loads(metadata["history"]), "optimizer": optimizer,
             "model": {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}}
 

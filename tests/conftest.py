@@ -32,6 +32,7 @@ TINY = {
     "vae": {"channels": [8, 16, 32], "latent_dim": 16},
     "resnet": {"channels": [8, 16], "latent_dim": 16, "blocks_per_stage": 1},
     "multi": {"fcn_hidden": [32], "fcn_latent_dim": 4, "channels": [8, 16, 32], "cnn_latent_dim": 12},
+    "geo": {"channels": [8, 16, 32], "view_size": 24},
 }
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -80,10 +80,10 @@ class FakeHub:
     def error(status, code, message):
         return status, {"X-Error-Code": code, "X-Error-Message": message}, {"error": message}
 
-    def check_write(self, token):
+    def writable_branch(self, repo, rev, token):
         if token != VALID_TOKEN:
-            return self.error(401, "Unauthorized", "Invalid credentials in Authorization header")
-        return None
+            return None, self.error(401, "Unauthorized", "Invalid credentials in Authorization header")
+        return self.branch(repo, rev, token)
 
     def branch(self, repo, rev, token):
         if repo not in self.repos or (self.repos[repo]["private"] and token != VALID_TOKEN):
@@ -97,9 +97,8 @@ class FakeHub:
     # ---------------------------------------------------------------- endpoints
 
     def create_repo(self, token, body, **_):
-        refused = self.check_write(token)
-        if refused:
-            return refused
+        if token != VALID_TOKEN:
+            return self.error(401, "Unauthorized", "Invalid credentials in Authorization header")
         request = json.loads(body)
         repo = f"{request.get('organization') or 'user'}/{request['name']}"
         url = {"url": f"{self.url}/{repo}", "name": repo}
@@ -122,10 +121,7 @@ class FakeHub:
         return 200, {}, {"warnings": [] if metadata else [{"message": "empty metadata"}]}
 
     def create_branch(self, token, repo, branch, **_):
-        refused = self.check_write(token)
-        if refused:
-            return refused
-        main, refused = self.branch(repo, "main", token)
+        main, refused = self.writable_branch(repo, "main", token)
         if refused:
             return refused
         branches = self.repos[repo]["branches"]
@@ -135,10 +131,7 @@ class FakeHub:
         return 200, {}, {}
 
     def preupload(self, token, repo, rev, body, **_):
-        refused = self.check_write(token)
-        if refused:
-            return refused
-        _, refused = self.branch(repo, rev, token)
+        _, refused = self.writable_branch(repo, rev, token)
         if refused:
             return refused
         files = json.loads(body)["files"]
@@ -146,10 +139,7 @@ class FakeHub:
                                    for f in files]}
 
     def commit(self, token, repo, rev, body, **_):
-        refused = self.check_write(token)
-        if refused:
-            return refused
-        branch, refused = self.branch(repo, rev, token)
+        branch, refused = self.writable_branch(repo, rev, token)
         if refused:
             return refused
         for line in body.decode().splitlines():

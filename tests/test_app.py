@@ -4,6 +4,7 @@ import json
 import shutil
 import socket
 import subprocess
+import threading
 import sys
 from pathlib import Path
 
@@ -146,10 +147,10 @@ def test_a_file_that_is_not_an_image_gets_a_clear_message(client, tmp_path):
 
 def test_latent_sliders_decode_what_they_encode(client, pngs):
     from gradio_client import handle_file
-    state, decoded, note, *sliders = client.predict(handle_file(pngs[NORMAL][0]), "fcn", api_name="/encode")
+    decoded, note, *sliders = client.predict(handle_file(pngs[NORMAL][0]), "fcn", api_name="/encode")
     assert "fcn: 16 latent dimensions" in note
     values = [s["value"] if isinstance(s, dict) else s for s in sliders]
-    moved = client.predict(*values[:3], *[v + 5 for v in values[3:]], api_name="/decode")
+    moved = client.predict(*values[:3], *[-v for v in values[3:]], api_name="/decode")
     assert Image.open(moved).size == (256, 256)
     assert not np.array_equal(np.asarray(Image.open(decoded)), np.asarray(Image.open(moved)))
 
@@ -161,7 +162,7 @@ def test_a_broken_checkpoint_is_reported_and_the_others_keep_working(tmp_path, p
     zoo = load_zoo(model_sources(tmp_path, hub_ids=""))
     assert list(zoo.models) == ["fcn"] and "no model.safetensors" in zoo.errors["broken"]
     demo = build_demo(zoo)
-    assert "no model.safetensors" in json.dumps(demo.get_config_file())
+    assert "no model.safetensors" in str(demo.get_config_file())
     from ad.ui.handlers import Handlers
     assert Handlers(zoo).detect(pngs[NORMAL][0], "fcn")[5]["score"] > 0
 
@@ -184,3 +185,80 @@ def test_browser_upload_and_detect(app_url, pngs, tmp_path):
         page.screenshot(path=str(tmp_path / "detect.png"), full_page=True)
         browser.close()
     assert (tmp_path / "detect.png").stat().st_size > 10_000
+
+
+def test_concurrent_clients_all_get_answers(app_url, pngs):
+    from gradio_client import Client, handle_file
+    results, errors = [], []
+
+    def user(index):
+        try:
+            client = Client(app_url, verbose=False)
+            for call in range(3):
+                path = pngs[CIFAR if (index + call) % 2 else NORMAL][call]
+                results.append(client.predict(handle_file(path), "fcn", 99.0, api_name="/detect")[5])
+        except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors and len(results) == 12, errors[:3]
+
+
+def test_a_full_queue_refuses_politely_and_the_app_keeps_serving(pngs):
+    from gradio_client import Client, handle_file
+    demo = build_demo(load_zoo({"cnn": str(ROOT / "checkpoints" / "cnn")}), queue_size=2)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        jobs = [client.submit(handle_file(pngs[NORMAL][0]), 99.0, api_name="/compare") for _ in range(12)]
+        outcomes = []
+        for job in jobs:
+            try:
+                job.result(timeout=300)
+                outcomes.append("ok")
+            except Exception as e:  # noqa: BLE001
+                outcomes.append(str(e))
+        refused = [o for o in outcomes if o != "ok"]
+        assert "ok" in outcomes and refused, outcomes
+        assert all("queue is full" in o.lower() for o in refused), refused
+        assert client.predict(handle_file(pngs[NORMAL][0]), 99.0, api_name="/compare")[1]["data"]
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", str(ROOT / "ad" / "data.py"),
+                                  str(ROOT / "checkpoints" / "fcn" / "config.json")])
+def test_the_app_serves_no_files_but_its_own_outputs(app_url, path):
+    import httpx
+    response = httpx.get(f"{app_url}gradio_api/file={path}", timeout=30)
+    assert response.status_code in (403, 404), response.status_code
+
+
+def test_uploads_over_the_size_limit_are_refused(app_url):
+    import httpx
+    files = {"files": ("big.npy", b"\0" * (51 * 1024 * 1024), "application/octet-stream")}
+    response = httpx.post(f"{app_url}gradio_api/upload", files=files, timeout=60)
+    assert response.status_code == 413
+
+
+def test_zero_gpu_spaces_get_the_gpu_work_wrapped(monkeypatch):
+    import importlib
+    import types
+
+    import ad.ui.handlers
+    wrapped = []
+    fake_spaces = types.ModuleType("spaces")
+    fake_spaces.GPU = lambda function: wrapped.append(function.__name__) or function
+    monkeypatch.setitem(sys.modules, "spaces", fake_spaces)
+    try:
+        importlib.reload(ad.ui.handlers)
+        assert {"detect", "compare", "evaluate"} <= set(wrapped)
+    finally:
+        monkeypatch.delitem(sys.modules, "spaces")
+        importlib.reload(ad.ui.handlers)  # back to the plain functions
+    assert ad.ui.handlers.on_gpu(len) is len

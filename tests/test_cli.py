@@ -64,11 +64,10 @@ def test_evaluate_table_includes_an_ensemble_of_several_checkpoints(checkpoint, 
      "no/such-model"),
     (["-m", "ad", "score", "--checkpoint", "checkpoints/fcn", "--images", "missing.npy", "--out", "o.csv"],
      "missing.npy: no such file"),
-    (["train.py", "--arch", "fcn", "--data", "README.md", "--out", "/tmp/never"], "unsupported|.npy"),
+    (["train.py", "--arch", "fcn", "--data", "README.md", "--out", "/tmp/never"], "README.md: not an .npy file"),
 ])
 def test_bad_input_exits_non_zero_with_a_message_and_no_traceback(args, message):
     result = run(*args, check=False)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and message.split("|")[0] in result.stderr \
-        or any(m in result.stderr for m in message.split("|"))
+    assert result.stderr.startswith("error: ") and message in result.stderr
     assert "Traceback" not in result.stderr

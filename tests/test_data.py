@@ -52,6 +52,9 @@ def test_pickled_npy_is_refused_and_never_unpickled(tmp_path):
     np.save(tmp_path / "evil.npy", np.array([Boom()], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="pickle"):
         load_array(tmp_path / "evil.npy")
+    (tmp_path / "raw.npy").write_bytes(pickle.dumps(Boom()))  # a bare pickle named .npy
+    with pytest.raises(InputError, match="not an .npy file"):
+        load_array(tmp_path / "raw.npy")
     assert not (tmp_path / "pwned").exists()
 
 

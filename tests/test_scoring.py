@@ -33,10 +33,19 @@ def test_explain_returns_maps_and_a_calibrated_percentile(train_faces):
     model = create_model("cnn", crop=[8, 8, 48, 48], **TINY["cnn"]).eval()
     model.calibrate(anomaly_scores(model, train_faces[:100]))
     result = explain(model, train_faces[0])
-    assert result["input"].shape == result["reconstruction"].shape == (3, 64, 64)
-    assert result["residual_map"].shape == (64, 64)
-    assert result["score"] == pytest.approx(float(np.sqrt(result["residual_map"].sum())), rel=1e-5)
+    assert result["input"].shape == result["picture"].shape == (3, 64, 64)  # the reconstruction
+    assert result["heat"].shape == (64, 64) and 0 <= result["heat"].min() <= result["heat"].max() <= 1
+    assert result["score"] == pytest.approx(float(anomaly_scores(model, train_faces[:1])[0]), rel=1e-5)
     assert 0 <= result["percentile"] <= 100
+
+
+def test_geo_explains_with_its_views_and_an_evidence_map(train_faces):
+    model = create_model("geo", **TINY["geo"]).eval()
+    model.calibrate(anomaly_scores(model, train_faces[:50]))
+    result = explain(model, train_faces[0])
+    assert result["picture"].shape[0] == 3 and result["heat"].shape == (64, 64)
+    assert result["heat"].max() > 0
+    assert result["score"] == pytest.approx(float(anomaly_scores(model, train_faces[:1])[0]), rel=1e-4)
 
 
 def test_scoring_refuses_bad_arrays():

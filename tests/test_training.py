@@ -30,7 +30,7 @@ def test_training_writes_a_calibrated_checkpoint_that_learned(data_files, tmp_pa
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md", "config.json", "metrics.json", "model.safetensors", "training.json"]
     training = json.loads((out / "training.json").read_text())
-    history = [epoch["validation_mse"] for epoch in training["history"]]
+    history = [epoch["held_out_loss"] for epoch in training["history"]]
     assert training["finished"] and len(history) == 3
     assert history[-1] < history[0]
     model = load_model(out)

@@ -1,4 +1,4 @@
-"""The interface every architecture shares: encode, decode, loss, preprocessing and calibration."""
+"""What every detector shares (preprocessing, calibration, score and explain), and the autoencoder."""
 
 import numpy as np
 import torch
@@ -9,13 +9,21 @@ from huggingface_hub import PyTorchModelHubMixin
 from ad.data import parse_crop, preprocess
 
 CALIBRATION_POINTS = 1001  # quantiles 0.0%, 0.1%, ..., 100.0% of held-out normal scores
+RESIDUAL_AT_FULL_HEAT = 1.0  # RGB distance per pixel (images on [-1, 1]) drawn at full colour
 
 
-class Autoencoder(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-demo",
-                  tags=["anomaly-detection", "autoencoder", "hw8"], license="mit"):
-    """Subclasses set `encode` and `decode`; their `__init__` keyword arguments are `config.json`."""
+class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-demo",
+               tags=["anomaly-detection", "hw8"], license="mit"):
+    """Trained on normal images only; scores any image (higher = more anomalous) and shows why.
+
+    Subclasses define `loss`, `score` and `explain`; their `__init__` keyword arguments are
+    `config.json`, and the class attributes below are what the app and model card say of them.
+    """
 
     architecture = None  # set by @register_model
+    score_description = ""
+    picture_label = ""  # the picture `explain` returns beside the input
+    heat_label = ""  # what the heat map's full colour means
 
     def __init__(self, *, crop=None):
         super().__init__()
@@ -23,17 +31,15 @@ class Autoencoder(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detecti
         # Scores of held-out normal images, filled after training; they travel in model.safetensors.
         self.register_buffer("normal_score_quantiles", torch.zeros(CALIBRATION_POINTS))
 
-    def encode(self, x):  # (B, 3, 64, 64) -> (B, latent_dim)
+    def loss(self, x):  # (B, 3, 64, 64) -> training loss
         raise NotImplementedError
 
-    def decode(self, z):  # (B, latent_dim) -> (B, 3, 64, 64)
+    def score(self, x):  # (B, 3, 64, 64) -> (B,) anomaly scores
         raise NotImplementedError
 
-    def forward(self, x):
-        return self.decode(self.encode(x))
-
-    def loss(self, x):
-        return F.mse_loss(self(x), x)
+    def explain(self, x):
+        """-> {"score": (B,), "picture": (B, 3, H, W) in [-1, 1], "heat": (B, 64, 64) in [0, 1]}."""
+        raise NotImplementedError
 
     @property
     def config(self):
@@ -47,11 +53,14 @@ class Autoencoder(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detecti
         """uint8 (B, 64, 64, 3) -> what this model reads: its own crop, on its own device."""
         return preprocess(images, self.crop, self.device)
 
+    def parameter_count(self):
+        return sum(p.numel() for p in self.parameters())
+
     # ---------------------------------------------------------------- calibration
 
     @property
     def calibrated(self):
-        return bool(self.normal_score_quantiles[-1] > 0)
+        return bool(self.normal_score_quantiles.any())  # zeros until train.py calibrates
 
     def calibrate(self, normal_scores):
         levels = np.linspace(0, 1, CALIBRATION_POINTS)
@@ -72,5 +81,40 @@ class Autoencoder(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detecti
         quantiles = self.normal_score_quantiles.cpu().numpy().astype(np.float64)
         return float(np.interp(percentile, np.linspace(0, 100, CALIBRATION_POINTS), quantiles))
 
-    def parameter_count(self):
-        return sum(p.numel() for p in self.parameters())
+
+class Autoencoder(Detector, tags=["autoencoder"]):
+    """Rebuilds what it learned; what it cannot rebuild is anomalous. Subclasses set encode/decode."""
+
+    score_description = ("the L2 norm of the residual between the image and its reconstruction "
+                         "(the homework's score)")
+    picture_label = "Reconstruction"
+    heat_label = (f"residual per pixel: RGB distance on the [-1, 1] scale, full colour at "
+                  f"{RESIDUAL_AT_FULL_HEAT:g} (the same for every image and autoencoder)")
+
+    def encode(self, x):  # (B, 3, 64, 64) -> (B, latent_dim)
+        raise NotImplementedError
+
+    def decode(self, z):  # (B, latent_dim) -> (B, 3, 64, 64)
+        raise NotImplementedError
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+    def loss(self, x):
+        return F.mse_loss(self(x), x)
+
+    @staticmethod
+    def residual_maps(x, reconstruction):
+        """Squared error summed over colour channels: (B, 3, H, W) x 2 -> (B, H, W)."""
+        return (x - reconstruction).pow(2).sum(dim=1)
+
+    @torch.no_grad()
+    def score(self, x):
+        return self.residual_maps(x, self(x)).flatten(1).sum(dim=1).sqrt()
+
+    @torch.no_grad()
+    def explain(self, x):
+        reconstruction = self(x)
+        maps = self.residual_maps(x, reconstruction)
+        return {"score": maps.flatten(1).sum(dim=1).sqrt(), "picture": reconstruction,
+                "heat": (maps.sqrt() / RESIDUAL_AT_FULL_HEAT).clamp(0, 1)}

@@ -64,4 +64,14 @@ def load_model(source, device="cpu", revision=None):
         first_lines = "; ".join(str(e).splitlines()[:3])
         raise InputError(f"{source}: weights do not match the '{model.architecture}' configuration "
                          f"in {CONFIG_FILE} ({first_lines})") from None
+    model.metrics = _read_metrics(folder / "metrics.json")
     return model.to(device).eval()
+
+
+def _read_metrics(path):
+    """metrics.json, when the checkpoint has one: what the app tells users about each model."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}

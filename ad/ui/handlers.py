@@ -58,20 +58,26 @@ class Handlers:
         model = self.zoo.get(model_name)
         result = explain(model, _image(image_path))
         seen = render.model_view(result["input"])
-        heat = render.heat_map(result["residual_map"])
+        heat = render.heat_map(result["heat"])
         details = {"model": model_name, "score": result["score"], "percentile": result["percentile"],
                    "threshold_percentile": float(threshold_percentile),
                    "threshold_score": model.threshold(threshold_percentile),
                    "verdict": _verdict(result["percentile"], threshold_percentile)}
-        return (seen, render.model_view(result["reconstruction"]), heat, render.overlay(seen, heat),
-                self._summary(details), details)
+        return (seen, render.model_view(result["picture"]), heat, render.overlay(seen, heat),
+                self._summary(model, details), details)
+
+    def picture_label(self, model_name):
+        """The second picture is the model's own: a reconstruction, or the views it judged."""
+        model = self.zoo.models.get(model_name)
+        return gr.Image(label=model.picture_label if model else "Reconstruction")
 
     @staticmethod
-    def _summary(d):
+    def _summary(model, d):
         return (f"### {d['verdict'].upper()}\n"
                 f"Anomaly score **{d['score']:.3f}**: more anomalous than **{d['percentile']:.1f}%** "
                 f"of held-out normal images.  \nThreshold: the {d['threshold_percentile']:g}th percentile "
-                f"of normal scores (score {d['threshold_score']:.3f}).")
+                f"of normal scores (score {d['threshold_score']:.3f}).  \n"
+                f"<small>Score: {model.score_description}. Heat map: {model.heat_label}.</small>")
 
     # ---------------------------------------------------------------- compare
 
@@ -85,10 +91,10 @@ class Handlers:
         gallery, rows, percentiles = [], [], []
         for name, model in self.zoo.models.items():
             result = explain(model, image)
-            seen, heat = render.model_view(result["input"]), render.heat_map(result["residual_map"])
-            gallery += [(seen, f"{name}: input"), (render.model_view(result["reconstruction"]),
-                                                    f"{name}: reconstruction"),
-                        (heat, f"{name}: residual"), (render.overlay(seen, heat), f"{name}: overlay")]
+            seen, heat = render.model_view(result["input"]), render.heat_map(result["heat"])
+            gallery += [(seen, f"{name}: input"),
+                        (render.model_view(result["picture"]), f"{name}: {model.picture_label.lower()}"),
+                        (heat, f"{name}: heat map"), (render.overlay(seen, heat), f"{name}: overlay")]
             percentiles.append(result["percentile"])
             rows.append([name, round(result["score"], 4), round(result["percentile"], 2),
                          _verdict(result["percentile"], threshold_percentile)])

@@ -12,7 +12,6 @@ matplotlib.use("Agg")  # no screen on a server
 import matplotlib.pyplot as plt  # noqa: E402
 
 DISPLAY_SIZE = 256  # 64 px thumbnails are unreadable; 4x keeps pixels crisp
-HEAT_MAX = 1.0  # residual magnitude per pixel (RGB distance on the [-1, 1] scale) at full colour
 COLORMAP = "inferno"  # perceptually uniform, readable in grey and by colour-blind users
 
 
@@ -21,19 +20,20 @@ def _lut():
     return (matplotlib.colormaps[COLORMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
-def upscale(image_uint8, size=DISPLAY_SIZE):
-    return np.asarray(Image.fromarray(image_uint8).resize((size, size), Image.Resampling.NEAREST))
+def upscale(image_uint8, factor=DISPLAY_SIZE // 64):
+    height, width = image_uint8.shape[:2]
+    return np.asarray(Image.fromarray(image_uint8).resize((width * factor, height * factor),
+                                                          Image.Resampling.NEAREST))
 
 
 def model_view(x):
-    """(3, 64, 64) tensor in [-1, 1] -> upscaled uint8 picture."""
+    """(3, H, W) tensor in [-1, 1] -> upscaled uint8 picture."""
     return upscale(to_uint8_image(x))
 
 
-def heat_map(residual_map):
-    """(64, 64) squared error summed over channels -> upscaled colour picture on the fixed scale."""
-    magnitude = np.sqrt(np.asarray(residual_map, dtype=np.float32))
-    index = np.clip(magnitude / HEAT_MAX * 255, 0, 255).astype(np.uint8)
+def heat_map(heat):
+    """(64, 64) values in [0, 1] (the model's fixed scale) -> upscaled colour picture."""
+    index = np.clip(np.asarray(heat, dtype=np.float32) * 255, 0, 255).astype(np.uint8)
     return upscale(_lut()[index])
 
 
@@ -46,9 +46,9 @@ def overlay(base_uint8, heat_uint8, alpha=0.55):
 def legend():
     """The heat map's colour bar, drawn once."""
     figure, axis = plt.subplots(figsize=(4.2, 0.75), dpi=100)
-    axis.imshow(np.linspace(0, 1, 256)[None], aspect="auto", cmap=COLORMAP, extent=(0, HEAT_MAX, 0, 1))
+    axis.imshow(np.linspace(0, 1, 256)[None], aspect="auto", cmap=COLORMAP, extent=(0, 1, 0, 1))
     axis.set_yticks([])
-    axis.set_xlabel("residual per pixel (RGB distance, images scaled to [-1, 1])", fontsize=8)
+    axis.set_xticks([0, 0.5, 1], ["none", "half", "full scale"])
     axis.tick_params(labelsize=8)
     figure.tight_layout()
     figure.canvas.draw()

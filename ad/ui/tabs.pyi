@@ -43,10 +43,21 @@ def example_images():
     return sorted(str(p) for p in EXAMPLES.glob("*.png")) if EXAMPLES.is_dir() else []
 
 
-def detect_tab(handlers, names):
+def model_choices(zoo):
+    """Dropdown entries labelled with each model's measured ROC-AUC, and the best one."""
+    def auc(model):
+        return model.metrics.get("roc_auc", {}).get("overall") if getattr(model, "metrics", None) else None
+    choices = [(f"{name} (ROC-AUC {auc(m):.3f})" if auc(m) is not None else name, name)
+               for name, m in zoo.models.items()]
+    best = max(zoo.models, key=lambda name: auc(zoo.models[name]) or 0.0, default=None)
+    return choices, best
+
+
+def detect_tab(handlers, choices, best):
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            model = gr.Dropdown(names, value=names[0] if names else None, label="Architecture")
+            model = gr.Dropdown(choices, value=best, label="Model",
+                                info="ROC-AUC on the test set it was evaluated on (metrics.json)")
             image = drop_zone()
             threshold = threshold_slider()
             button = gr.Button("Detect", variant="primary")
@@ -57,12 +68,13 @@ def detect_tab(handlers, names):
             summary = gr.Markdown("Drop an image to see how anomalous it is.", elem_id="summary")
             with gr.Row():
                 seen = gr.Image(label="Input, as the model sees it", elem_id="input-view", **VIEW)
-                reconstruction = gr.Image(label="Reconstruction", elem_id="reconstruction", **VIEW)
+                reconstruction = gr.Image(label="Reconstruction", elem_id="reconstruction",
+                                          **{**VIEW, "width": None})
             with gr.Row():
-                heat = gr.Image(label="Residual heat map", elem_id="heat-map", **VIEW)
+                heat = gr.Image(label="Heat map: where it differs", elem_id="heat-map", **VIEW)
                 overlay = gr.Image(label="Heat map over the input", elem_id="overlay", **VIEW)
-            gr.Image(render.legend(), label="Heat map scale (the same for every image and model)",
-                     format="png", interactive=False, height=90, buttons=[])
+            gr.Image(render.legend(), label="Heat map colours (each model's scale is fixed: see below "
+                     "the verdict)", format="png", interactive=False, height=90, buttons=[])
             details = gr.JSON(label="Details", open=False)
     gr.on([button.click, image.upload], handlers.detect, [image, model, threshold],
           [seen, reconstruction, heat, overlay, summary, details], api_name="detect")
@@ -80,7 +92,7 @@ def compare_tab(handlers):
             table = gr.Dataframe(headers=["model", "score", "percentile", "verdict"],
                                  label="Scores (percentile: share of normal images scoring lower)",
                                  interactive=False)
-            gallery = gr.Gallery(label="Per model: input, reconstruction, residual, overlay",
+            gallery = gr.Gallery(label="Per model: input, its picture, heat map, overlay",
                                  columns=4, format="png", object_fit="contain", height="auto")
     gr.on([button.click, image.upload], handlers.compare, [image, threshold], [gallery, table],
           api_name="compare")
@@ -102,8 +114,8 @@ def evaluate_tab(handlers, names):
             button = gr.Button("Evaluate", variant="primary")
         with gr.Column(scale=2):
             table = gr.Dataframe(label="ROC-AUC", interactive=False)
-            roc = gr.Plot(label="ROC curves")
-            histograms = gr.Plot(label="Score histograms")
+            roc = gr.Plot(label="ROC curves", format="png")
+            histograms = gr.Plot(label="Score histograms", format="png")
             submissions = gr.File(label="Kaggle submissions (ID,score)", file_count="multiple")
     dataset.change(lambda choice: gr.Group(visible=choice == "upload"), dataset, uploads,
                    api_visibility="private")
@@ -112,12 +124,12 @@ def evaluate_tab(handlers, names):
 
 
 def latent_tab(handlers, names):
+    """Only models with a decoder have a latent space to explore."""
     gr.Markdown("Encode an image, then move its latent coordinates and watch the decoder answer. "
                 "Small latents (the fully connected model's) are the easiest to read.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            model = gr.Dropdown(names, value="fcn" if "fcn" in names else (names or [None])[0],
-                                label="Architecture")
+            model = gr.Dropdown(names, value=names[0] if names else None, label="Model")
             image = drop_zone()
             button = gr.Button("Encode", variant="primary")
             if example_images():
@@ -134,9 +146,10 @@ def latent_tab(handlers, names):
           api_name="decode", trigger_mode="always_last", show_progress="hidden")
 
 
-def build_demo(zoo):
+def build_demo(zoo, queue_size=64):
     handlers = Handlers(zoo)
     names = list(zoo.models)
+    decodable = [name for name, model in zoo.models.items() if hasattr(model, "decode")]
     with gr.Blocks(title="Anomaly detection with autoencoders") as demo:
         gr.Markdown("# Anomaly detection with autoencoders\nEach model was trained on normal images "
                     "(faces) only. It rebuilds what it knows; what it cannot rebuild is anomalous. "
@@ -145,12 +158,12 @@ def build_demo(zoo):
             gr.Markdown("**Models that could not be loaded:**\n" + "\n".join(
                 f"- `{name}`: {reason}" for name, reason in zoo.errors.items()), elem_id="load-errors")
         with gr.Tab("Detect"):
-            detect_tab(handlers, names)
+            detect_tab(handlers, *model_choices(zoo))
         with gr.Tab("Compare"):
             compare_tab(handlers)
         with gr.Tab("Evaluate"):
             evaluate_tab(handlers, names)
         with gr.Tab("Latent space"):
-            latent_tab(handlers, names)
-    demo.queue(max_size=64, default_concurrency_limit=2)  # 2 vCPUs: more at once only queues
+            latent_tab(handlers, decodable)
+    demo.queue(max_size=queue_size, default_concurrency_limit=2)  # 2 vCPUs: more at once only queues
     return demo

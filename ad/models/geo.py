@@ -1,0 +1,90 @@
+"""Geometric self-supervision: learn to tell which crop or rotation of a normal face one is shown.
+
+A network that has learned where and how large a normal face sits in the frame, and which way up
+it is, recognises the views of a normal face and is lost on views of anything else: a face framed
+or proportioned differently, or no face at all. The score is how badly it recognises the views
+(the sum of their cross-entropies), after GEOM (Golan and El-Yaniv, 2018), which is among the
+strongest detectors trained from scratch on normal images alone.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ad.models.base import Detector
+from ad.models.registry import register_model
+
+# Windows (top, left, height, width) on the 64x64 image: centre, shifted up, down, left, right,
+# zoomed in, zoomed out. Every view is a real crop: no padding the network could cheat with.
+WINDOWS = ((8, 8, 48, 48), (0, 8, 48, 48), (16, 8, 48, 48), (8, 0, 48, 48), (8, 16, 48, 48),
+           (14, 14, 36, 36), (0, 0, 64, 64))
+QUARTER_TURNS = (1, 2, 3)  # of the centre window
+EVIDENCE_AT_FULL_HEAT = 6.0  # heat map: share of the evidence per pixel, relative to an even spread
+
+
+def conv_pool(c_in, c_out):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+
+@register_model("geo")
+class TransformPredictor(Detector):
+    score_description = ("how badly it recognises which of 10 crops and rotations of the image it "
+                         "is shown (the sum of the 10 cross-entropies)")
+    picture_label = "The 10 views it judged (green: recognised, red: not)"
+    heat_label = ("where the evidence for the score lies (input gradient), full colour at "
+                  f"{EVIDENCE_AT_FULL_HEAT:g}x an even spread over the image")
+
+    def __init__(self, *, channels=(16, 32, 64, 128), view_size=32, crop=None):
+        super().__init__(crop=crop)
+        self.view_size = view_size
+        self.num_views = len(WINDOWS) + len(QUARTER_TURNS)
+        layers, c_in = [], 3
+        for c in channels:
+            layers.append(conv_pool(c_in, c))
+            c_in = c
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(c_in, self.num_views)
+
+    def views(self, x):
+        """(B, 3, 64, 64) -> (num_views, B, 3, view_size, view_size)."""
+        size = (self.view_size, self.view_size)
+        views = [F.interpolate(x[:, :, top:top + h, left:left + w], size=size, mode="bilinear",
+                               align_corners=False, antialias=True) for top, left, h, w in WINDOWS]
+        views += [torch.rot90(views[0], k, dims=(2, 3)) for k in QUARTER_TURNS]
+        return torch.stack(views)
+
+    def view_losses(self, x):
+        """(num_views, B): cross-entropy of recognising each view of each image."""
+        views = self.views(x)
+        logits = self.head(self.features(views.flatten(0, 1)))  # (num_views * B, num_views)
+        targets = torch.arange(self.num_views, device=x.device).repeat_interleave(len(x))
+        return F.cross_entropy(logits, targets, reduction="none").view(self.num_views, len(x))
+
+    def loss(self, x):
+        return self.view_losses(x).mean()
+
+    def score(self, x):
+        return self.view_losses(x).sum(dim=0)
+
+    def explain(self, x):
+        with torch.enable_grad():
+            x = x.detach().clone().requires_grad_(True)
+            losses = self.view_losses(x)
+            (gradient,) = torch.autograd.grad(losses.sum(), x)
+        evidence = gradient.abs().sum(dim=1)  # (B, 64, 64)
+        evidence = evidence / evidence.flatten(1).mean(dim=1).clamp_min(1e-12)[:, None, None]
+        recognised = torch.exp(-losses.detach())  # probability given to the right answer
+        return {"score": losses.detach().sum(dim=0), "picture": self._montage(x.detach(), recognised),
+                "heat": (evidence / EVIDENCE_AT_FULL_HEAT).clamp(0, 1)}
+
+    def _montage(self, x, recognised):
+        """The views in two rows of five, each framed from red (not recognised) to green."""
+        views = self.views(x)  # (V, B, 3, S, S)
+        frame = torch.stack([1 - 2 * recognised, 2 * recognised - 1, -torch.ones_like(recognised)], -1)
+        framed = F.pad(views, (2, 2, 2, 2))  # (V, B, 3, S+4, S+4)
+        border = torch.ones_like(framed, dtype=torch.bool)
+        border[..., 2:-2, 2:-2] = False
+        framed = torch.where(border, frame[:, :, :, None, None], framed)
+        rows = [torch.cat(list(framed[i:i + 5]), dim=-1) for i in (0, 5)]  # (B, 3, S+4, 5(S+4))
+        return torch.cat(rows, dim=-2)

@@ -1,0 +1,157 @@
+"""The benchmark: shipped detectors vs the reference recipes, accuracy and speed, in one table.
+
+Usage: python benchmarks/benchmark.py [--data FOLDER] [--no-references] [--write-readme]
+FOLDER holds HW8's layout with labels: trainingset.npy, testingset.npy, testing_labels.npy and
+optionally testing_sources.npy (default: ../shared/data/faces-dev).
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from ad.data import load_array, load_labels, load_sources  # noqa: E402
+from ad.evaluation import auc_by_source, rank_average, roc_auc  # noqa: E402
+from ad.scoring import anomaly_scores  # noqa: E402
+from ad.ui.zoo import load_zoo, model_sources  # noqa: E402
+from benchmarks.references import RECIPES, png_size_scores, reference_scores, train_reference  # noqa: E402
+
+FULL_HW8_TEST_SET = 19_636
+SOURCE_NAMES = {"1": "UTKFace", "2": "CIFAR-10", "shuffled": "shuffled faces"}  # faces-dev's ids
+SHUFFLED = "shuffled"  # a synthetic source: normal faces cut in 16x16 tiles and shuffled
+
+
+def shuffled_faces(images, seed=0):
+    """Anomalies more complex than the faces they come from (more edges, same colours): a check
+    that a detector does not merely flag simple images, as the PNG-size baseline does."""
+    rng = np.random.default_rng(seed)
+    tiles = images.reshape(len(images), 4, 16, 4, 16, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, 16, 16, 16, 3)
+    shuffled = np.stack([t[rng.permutation(16)] for t in tiles])
+    return shuffled.reshape(-1, 4, 4, 16, 16, 3).transpose(0, 1, 3, 2, 4, 5).reshape(images.shape)
+
+
+def folder_mb(folder):
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file()) / 1024**2
+
+
+def single_image_ms(handlers, name, png_path, repeats=30):
+    """Median time of one Detect call as the app runs it: decode, preprocess, model, pictures."""
+    handlers.detect(png_path, name)  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        handlers.detect(png_path, name)
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times))
+
+
+def timed_scores(score, images):
+    started = time.perf_counter()
+    scores = score(images)
+    return scores, len(images) / (time.perf_counter() - started)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces-dev"))
+    parser.add_argument("--checkpoints", default=str(ROOT / "checkpoints"))
+    parser.add_argument("--no-references", action="store_true", help="skip training the references")
+    parser.add_argument("--write-readme", action="store_true")
+    args = parser.parse_args()
+    data = Path(args.data)
+    from ad.ui.handlers import Handlers
+
+    train = load_array(data / "trainingset.npy")
+    test = np.asarray(load_array(data / "testingset.npy"))
+    labels, _ = load_labels(data / "testing_labels.npy", [str(i) for i in range(len(test))])
+    sources = load_sources(data / "testing_sources.npy", len(test)).astype(str) \
+        if (data / "testing_sources.npy").exists() else np.full(len(test), "anomaly")
+    normal = test[labels == 0]
+    extra = shuffled_faces(normal[: len(normal) // 2])
+    test = np.concatenate([test, extra])
+    labels = np.concatenate([labels, np.ones(len(extra), dtype=labels.dtype)])
+    sources = np.concatenate([sources, np.full(len(extra), SHUFFLED)])
+    hw8 = np.arange(len(test)) < len(test) - len(extra)
+
+    def accuracy(scores):
+        """ROC-AUC per source; "overall" on the HW8 test set alone, without the shuffled faces."""
+        result = auc_by_source(labels, scores, sources)
+        result["overall"] = roc_auc(labels[hw8], scores[hw8])
+        return result
+
+    zoo = load_zoo(model_sources(args.checkpoints, hub_ids=""), device="cpu")
+    handlers = Handlers(zoo)
+    png_path = str(Path(tempfile.mkdtemp()) / "probe.png")
+    Image.fromarray(test[0]).save(png_path)
+
+    rows, shipped_scores = [], []
+    for name, model in zoo.models.items():
+        scores, throughput = timed_scores(lambda x, model=model: anomaly_scores(model, x), test)
+        shipped_scores.append(scores)
+        training = json.loads((Path(args.checkpoints) / name / "training.json").read_text())
+        rows.append({"detector": f"**{name}** (shipped)", "auc": accuracy(scores),
+                     "params": model.parameter_count(), "size_mb": folder_mb(Path(args.checkpoints) / name),
+                     "train_s": training["history"][-1]["seconds"],
+                     "latency_ms": single_image_ms(handlers, name, png_path), "throughput": throughput})
+    if len(shipped_scores) > 1:
+        rows.append({"detector": "**ensemble** of the above (mean rank)",
+                     "auc": accuracy(rank_average(shipped_scores))})
+    scores, throughput = timed_scores(png_size_scores, test)
+    rows.append({"detector": "no model: minus PNG size", "auc": accuracy(scores),
+                 "throughput": throughput})
+    if not args.no_references:
+        for name in RECIPES:
+            started = time.perf_counter()
+            model, view = train_reference(name, train)
+            train_s = time.perf_counter() - started
+            scores, throughput = timed_scores(lambda x, m=model, v=view: reference_scores(m, v, x), test)
+            rows.append({"detector": f"reference: {name}", "auc": accuracy(scores),
+                         "params": sum(p.numel() for p in model.parameters()), "train_s": train_s,
+                         "throughput": throughput})
+
+    table = format_rows(rows)
+    print(table)
+    if args.write_readme:
+        from benchmarks.readme import replace_section
+        replace_section("benchmark", table + "\n\n" + footnote(args, len(test)))
+
+
+def format_rows(rows):
+    subsets = [k for k in rows[0]["auc"] if k != "overall"]
+    header = ["detector", "ROC-AUC overall"] + [f"normal vs {SOURCE_NAMES.get(k, k)}" for k in subsets] + [
+        "parameters", "checkpoint", "training", "one image in the app", "batch scoring",
+        f"{FULL_HW8_TEST_SET:,} images"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["detector"]] + [f"{row['auc'][k]:.3f}" for k in ["overall", *subsets]]
+        cells.append(f"{row['params'] / 1e6:.2f} M" if "params" in row else "-")
+        cells.append(f"{row['size_mb']:.1f} MB" if "size_mb" in row else "-")
+        cells.append(f"{row['train_s'] / 60:.1f} min" if "train_s" in row else "-")
+        cells.append(f"{row['latency_ms']:.0f} ms" if "latency_ms" in row else "-")
+        cells.append(f"{row['throughput']:,.0f} img/s" if "throughput" in row else "-")
+        cells.append(f"{FULL_HW8_TEST_SET / row['throughput']:.1f} s" if "throughput" in row else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def footnote(args, count):
+    return (f"`python benchmarks/benchmark.py --write-readme` on {count:,} test images, "
+            f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, no GPU. "
+            "Training times are those recorded in each checkpoint's training.json (on the same "
+            "machine) or, for the references, measured here; the last column extrapolates batch "
+            "scoring to HW8's full test set.")
+
+
+if __name__ == "__main__":
+    main()

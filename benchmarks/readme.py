@@ -1,0 +1,15 @@
+"""Write a benchmark's table into README.md between its markers, so no figure is typed by hand."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def replace_section(name, text, readme=README):
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    content = readme.read_text(encoding="utf-8")
+    if begin not in content or end not in content:
+        raise SystemExit(f"{readme}: markers {begin} ... {end} not found")
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    readme.write_text(pattern.sub(lambda _: f"{begin}\n{text.strip()}\n{end}", content), encoding="utf-8")

@@ -1,0 +1,139 @@
+"""Robustness: odd images, hostile archives, killed training, many app users, nothing unsafe."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ad.data
+from ad import InputError, load_model
+from ad.data import load_images, open_image
+from conftest import ROOT
+
+
+def encoded(image, format="PNG", **kwargs):
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, data", [
+    ("one pixel", lambda: encoded(Image.new("RGB", (1, 1), (10, 200, 30)))),
+    ("grayscale", lambda: encoded(Image.new("L", (50, 70), 90))),
+    ("palette", lambda: encoded(Image.new("RGB", (40, 40), (0, 0, 255)).convert("P"))),
+    ("palette with transparency", lambda: encoded(Image.new("RGBA", (40, 40), (0, 0, 0, 0)).convert("P"))),
+    ("CMYK JPEG", lambda: encoded(Image.new("CMYK", (80, 60), (0, 255, 255, 0)), "JPEG")),
+    ("16-bit PNG", lambda: encoded(Image.fromarray(np.full((30, 30), 60000, np.uint16)))),
+    ("animated GIF", lambda: encoded(Image.new("RGB", (32, 32), (255, 0, 0)), "GIF", save_all=True,
+                                     append_images=[Image.new("RGB", (32, 32), (0, 255, 0))], loop=0)),
+    ("BMP", lambda: encoded(Image.new("RGB", (64, 64), (1, 2, 3)), "BMP")),
+    ("WebP", lambda: encoded(Image.new("RGB", (64, 64), (1, 2, 3)), "WEBP", lossless=True)),
+])
+def test_unusual_but_valid_images_work(name, data):
+    array = open_image(data(), name=name)
+    assert array.shape == (64, 64, 3) and array.dtype == np.uint8
+
+
+def test_animated_gif_uses_its_first_frame():
+    data = encoded(Image.new("RGB", (32, 32), (255, 0, 0)), "GIF", save_all=True,
+                   append_images=[Image.new("RGB", (32, 32), (0, 255, 0))])
+    assert tuple(open_image(data)[5, 5]) == (255, 0, 0)
+
+
+def test_truncated_jpeg_is_refused():
+    data = encoded(Image.fromarray(np.random.default_rng(1).integers(0, 255, (128, 128, 3), np.uint8)), "JPEG")
+    with pytest.raises(InputError, match="corrupt or truncated|not an image"):
+        open_image(data[: len(data) // 3])
+
+
+def test_zip_with_too_many_members_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(ad.data, "MAX_ZIP_MEMBERS", 10)
+    with zipfile.ZipFile(tmp_path / "many.zip", "w") as archive:
+        for i in range(11):
+            archive.writestr(f"{i}.png", encoded(Image.new("RGB", (4, 4))))
+    with pytest.raises(InputError, match="11 files; at most 10"):
+        load_images(tmp_path / "many.zip")
+
+
+def test_zip_bomb_is_refused_before_unpacking(tmp_path):
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(3):  # 3 GB of zeros, a few MB on disk
+            with archive.open(f"{i}.png", "w", force_zip64=True) as member:
+                for _ in range(1024):
+                    member.write(bytes(1024 * 1024))
+    assert (tmp_path / "bomb.zip").stat().st_size < 20 * 1024**2
+    with pytest.raises(InputError, match="unpacks to 3.0 GB"):
+        load_images(tmp_path / "bomb.zip")
+
+
+def test_zip_member_that_lies_about_its_size_is_refused(tmp_path):
+    payload = encoded(Image.new("RGB", (64, 64), (9, 9, 9)))
+    with zipfile.ZipFile(tmp_path / "liar.zip", "w") as archive:
+        archive.writestr("a.png", payload)
+    data = bytearray((tmp_path / "liar.zip").read_bytes())
+    data[data.index(payload) + 40] ^= 0xFF  # damage the stored bytes: the CRC no longer matches
+    (tmp_path / "liar.zip").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="corrupt"):
+        load_images(tmp_path / "liar.zip")
+
+
+def test_cli_reports_an_unwritable_output_without_a_traceback(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = subprocess.run(
+        [sys.executable, "-m", "ad", "score", "--checkpoint", "checkpoints/fcn", "--images",
+         "examples/images/normal_celeba_1.png", "--out", str(tmp_path / "file" / "sub.csv")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- killed training
+
+
+def train_command(data_files, out, *extra):
+    return [sys.executable, "train.py", "--arch", "cnn", "--data", str(data_files / "trainingset.npy"),
+            "--out", str(out), "--epochs", "6", "--batch-size", "32", "--limit", "300",
+            "--set", "channels=[8,16,32]", "--set", "latent_dim=16", *extra]
+
+
+def epochs_done(out):
+    try:
+        return json.loads((out / "training.json").read_text())["epochs_done"]
+    except FileNotFoundError:
+        return 0
+
+
+def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint_and_resume_finishes(data_files, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(train_command(data_files, tmp_path / "straight"), cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
+    out, rng = tmp_path / "killed", np.random.default_rng(0)
+    for kill in range(3):
+        before = epochs_done(out)
+        process = subprocess.Popen(train_command(data_files, out, *(["--resume"] if before else [])),
+                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while epochs_done(out) == before and process.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0, 0.6))  # somewhere in the next epoch, perhaps in the middle of a save
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert load_model(out).calibrated  # whatever moment it died, the folder loads
+        assert epochs_done(out) > before
+    subprocess.run(train_command(data_files, out, "--resume"), cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
+    straight, resumed = load_model(tmp_path / "straight"), load_model(out)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(b, a, msg=name)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "straight").iterdir())
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
