@@ -28,7 +28,8 @@ def add_train_arguments(parser):
     parser.add_argument("--labels", help="test labels (.npy or .csv): 0 normal, 1 anomaly")
     parser.add_argument("--sources", help="test source ids (.npy or .csv) for per-source ROC-AUC")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue the unfinished run in --out, with the settings it started with")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the unfinished run in --out, with the settings it started with")
     parser.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out")
     parser.add_argument("--push-to-hub", metavar="USER/NAME", help="upload the finished checkpoint")
     add_push_options(parser)

@@ -183,14 +183,14 @@ def _train(cfg, rank, world, local_rank):
             held_out = images[holdout_idx]
             model.eval()
             with torch.inference_mode():
-                validation_loss = float(np.mean([
+                held_out_loss = float(np.mean([
                     model.loss(model.preprocess(held_out[j:j + 256])).item()
                     for j in range(0, len(held_out), 256)]))
             model.calibrate(anomaly_scores(model, held_out))
-            history.append({"epoch": epoch + 1, "train_loss": running, "held_out_loss": validation_loss,
+            history.append({"epoch": epoch + 1, "train_loss": running, "held_out_loss": held_out_loss,
                             "seconds": round(time.time() - started, 1)})
             tqdm.write(f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}: train loss {running:.4f}, "
-                       f"held-out loss {validation_loss:.4f}")
+                       f"held-out loss {held_out_loss:.4f}")
             finished = epoch + 1 == cfg.epochs
             metrics = _evaluate(model, test_set) if finished and cfg.test else None
             save_checkpoint(model, out, cfg, history, metrics,

@@ -30,6 +30,7 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         self.crop = parse_crop(crop)
         # Scores of held-out normal images, filled after training; they travel in model.safetensors.
         self.register_buffer("normal_score_quantiles", torch.zeros(CALIBRATION_POINTS))
+        self.metrics = {}  # the checkpoint's metrics.json, set by load_model: what the app reports
 
     def loss(self, x):  # (B, 3, 64, 64) -> training loss
         raise NotImplementedError
@@ -108,9 +109,8 @@ class Autoencoder(Detector, tags=["autoencoder"]):
         """Squared error summed over colour channels: (B, 3, H, W) x 2 -> (B, H, W)."""
         return (x - reconstruction).pow(2).sum(dim=1)
 
-    @torch.no_grad()
     def score(self, x):
-        return self.residual_maps(x, self(x)).flatten(1).sum(dim=1).sqrt()
+        return self.explain(x)["score"]
 
     @torch.no_grad()
     def explain(self, x):

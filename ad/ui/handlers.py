@@ -66,10 +66,10 @@ class Handlers:
         return (seen, render.model_view(result["picture"]), heat, render.overlay(seen, heat),
                 self._summary(model, details), details)
 
+    @user_errors
     def picture_label(self, model_name):
         """The second picture is the model's own: a reconstruction, or the views it judged."""
-        model = self.zoo.models.get(model_name)
-        return gr.Image(label=model.picture_label if model else "Reconstruction")
+        return gr.Image(label=self.zoo.get(model_name).picture_label)
 
     @staticmethod
     def _summary(model, d):

@@ -40,7 +40,7 @@ def example_images():
 def model_choices(zoo):
     """Dropdown entries labelled with each model's measured ROC-AUC, and the best one."""
     def auc(model):
-        return model.metrics.get("roc_auc", {}).get("overall") if getattr(model, "metrics", None) else None
+        return model.metrics.get("roc_auc", {}).get("overall")
     choices = [(f"{name} (ROC-AUC {auc(m):.3f})" if auc(m) is not None else name, name)
                for name, m in zoo.models.items()]
     best = max(zoo.models, key=lambda name: auc(zoo.models[name]) or 0.0, default=None)
@@ -62,7 +62,7 @@ def detect_tab(handlers, choices, best):
             summary = gr.Markdown("Drop an image to see how anomalous it is.", elem_id="summary")
             with gr.Row():
                 seen = gr.Image(label="Input, as the model sees it", elem_id="input-view", **VIEW)
-                reconstruction = gr.Image(label=handlers.picture_label(best).label,
+                reconstruction = gr.Image(label=handlers.zoo.models[best].picture_label if best else None,
                                           elem_id="reconstruction", **{**VIEW, "width": None})
             with gr.Row():
                 heat = gr.Image(label="Heat map: where it differs", elem_id="heat-map", **VIEW)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ad.data import InputError
-from ad.models import load_model
+from ad.models import list_models, load_model
 from ad.training import pick_device
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
@@ -35,7 +35,6 @@ def model_sources(checkpoint_dir=DEFAULT_CHECKPOINTS, hub_ids=None):
 
 
 def _display_order(path):
-    from ad.models import list_models
     names = list_models()
     return (names.index(path.name) if path.name in names else len(names), path.name)
 
