@@ -188,6 +188,15 @@ def test_preprocess_scales_to_minus_one_one_and_crops():
     assert cropped.shape == (2, 3, 64, 64) and torch.allclose(cropped, torch.ones_like(cropped))
 
 
+def test_a_crop_read_at_its_own_size_keeps_its_pixels_exactly():
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    x = preprocess(images, crop=(16, 8, 32, 32), size=32)
+    assert x.shape == (2, 3, 32, 32)
+    expected = torch.from_numpy(images[:, 16:48, 8:40]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert torch.equal(x, expected)
+    assert preprocess(images, size=32).shape == (2, 3, 32, 32)  # the whole image, shrunk
+
+
 @pytest.mark.parametrize("text", ["1,2,3", "0,0,80,10", "a,b,c,d", "-1,0,10,10"])
 def test_bad_crop_boxes_are_refused(text):
     with pytest.raises(InputError, match="crop"):

@@ -29,6 +29,25 @@ def test_default_configuration_fits_the_size_budget(arch):
     assert model.parameter_count() * 4 < 15 * 1024**2  # checkpoint folder under 15 MB
 
 
+@pytest.mark.parametrize("arch", ["fcn", "cnn", "vae", "resnet", "multi"])
+def test_autoencoders_read_their_crop_at_the_input_size(arch, train_faces, tmp_path):
+    model = create_model(arch, **TINY[arch], crop=(16, 16, 32, 32), input_size=32).eval()
+    x = model.preprocess(train_faces[:3])
+    assert x.shape == (3, 3, 32, 32)
+    result = model.explain(x)
+    assert result["picture"].shape == (3, 3, 32, 32) and result["heat"].shape == (3, 32, 32)
+    model.save_pretrained(tmp_path, config=model.config)
+    assert json.loads((tmp_path / "config.json").read_text())["input_size"] == 32
+    assert torch.equal(load_model(tmp_path).score(x), model.score(x))
+
+
+@pytest.mark.parametrize("size, message",
+                         [(30, "multiple of 8"), (4, "from 8 to 256"), ("32", "from 8 to 256")])
+def test_input_sizes_the_architecture_cannot_take_are_refused(size, message):
+    with pytest.raises(InputError, match=message):
+        create_model("cnn", **TINY["cnn"], input_size=size)
+
+
 @pytest.mark.parametrize("arch", list_models())
 def test_loss_falls_when_training_on_faces(arch, train_faces):
     torch.manual_seed(0)
@@ -85,7 +104,7 @@ def test_strict_load_refuses_weights_of_another_shape(tmp_path):
 def test_strict_load_refuses_missing_tensors(tmp_path):
     model = create_model("cnn", **TINY["cnn"])
     model.save_pretrained(tmp_path, config=model.config)
-    state = {k: v for k, v in model.state_dict().items() if "decoder" not in k}
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if "decoder" not in k}
     save_file(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(InputError, match="Missing key"):
         load_model(tmp_path)

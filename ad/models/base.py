@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 
-from ad.data import parse_crop, preprocess
+from ad.data import IMAGE_SIZE, InputError, parse_crop, preprocess
 
 CALIBRATION_POINTS = 1001  # quantiles 0.0%, 0.1%, ..., 100.0% of held-out normal scores
 RESIDUAL_AT_FULL_HEAT = 1.0  # RGB distance per pixel (images on [-1, 1]) drawn at full colour
@@ -25,21 +25,24 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     picture_label = ""  # the picture `explain` returns beside the input
     heat_label = ""  # what the heat map's full colour means
 
-    def __init__(self, *, crop=None):
+    def __init__(self, *, crop=None, input_size=IMAGE_SIZE):
         super().__init__()
         self.crop = parse_crop(crop)
+        if not isinstance(input_size, int) or not 8 <= input_size <= 256:
+            raise InputError(f"input_size {input_size!r}: expected a whole number of pixels from 8 to 256")
+        self.input_size = input_size  # side of the square the (cropped) image is resized to
         # Scores of held-out normal images, filled after training; they travel in model.safetensors.
         self.register_buffer("normal_score_quantiles", torch.zeros(CALIBRATION_POINTS))
         self.metrics = {}  # the checkpoint's metrics.json, set by load_model: what the app reports
 
-    def loss(self, x):  # (B, 3, 64, 64) -> training loss
+    def loss(self, x):  # (B, 3, S, S), S = input_size -> training loss
         raise NotImplementedError
 
-    def score(self, x):  # (B, 3, 64, 64) -> (B,) anomaly scores
+    def score(self, x):  # (B, 3, S, S) -> (B,) anomaly scores
         raise NotImplementedError
 
     def explain(self, x):
-        """-> {"score": (B,), "picture": (B, 3, H, W) in [-1, 1], "heat": (B, 64, 64) in [0, 1]}."""
+        """-> {"score": (B,), "picture": (B, 3, H, W) in [-1, 1], "heat": (B, S, S) in [0, 1]}."""
         raise NotImplementedError
 
     @property
@@ -51,8 +54,8 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         return self.normal_score_quantiles.device
 
     def preprocess(self, images):
-        """uint8 (B, 64, 64, 3) -> what this model reads: its own crop, on its own device."""
-        return preprocess(images, self.crop, self.device)
+        """uint8 (B, 64, 64, 3) -> what this model reads: its own crop at its own size, on its device."""
+        return preprocess(images, self.crop, self.input_size, self.device)
 
     def parameter_count(self):
         return sum(p.numel() for p in self.parameters())
@@ -92,10 +95,10 @@ class Autoencoder(Detector, tags=["autoencoder"]):
     heat_label = (f"residual per pixel: RGB distance on the [-1, 1] scale, full colour at "
                   f"{RESIDUAL_AT_FULL_HEAT:g} (the same for every image and autoencoder)")
 
-    def encode(self, x):  # (B, 3, 64, 64) -> (B, latent_dim)
+    def encode(self, x):  # (B, 3, S, S) -> (B, latent_dim)
         raise NotImplementedError
 
-    def decode(self, z):  # (B, latent_dim) -> (B, 3, 64, 64)
+    def decode(self, z):  # (B, latent_dim) -> (B, 3, S, S)
         raise NotImplementedError
 
     def forward(self, x):

@@ -1,7 +1,5 @@
 """Building blocks written once: conv down/up steps, residual blocks, MLPs, conv encoder and decoder."""
 
-import math
-
 import torch.nn as nn
 
 from ad.data import IMAGE_SIZE
@@ -43,17 +41,25 @@ def mlp(dims, batchnorm=True):
     return nn.Sequential(*layers)
 
 
-class ConvEncoder(nn.Module):
-    """(B, 3, 64, 64) -> (B, out_dim): strided convs, optional residual blocks, one linear layer."""
+def bottleneck_side(image_size, stages):
+    """Side of the feature map after `stages` halvings; each must leave a whole number of pixels."""
+    if image_size % 2 ** stages:
+        raise ValueError(f"input size {image_size} cannot be halved {stages} times; "
+                         f"expected a multiple of {2 ** stages}")
+    return image_size // 2 ** stages
 
-    def __init__(self, channels, out_dim, residual_blocks=0):
+
+class ConvEncoder(nn.Module):
+    """(B, 3, S, S) -> (B, out_dim): strided convs, optional residual blocks, one linear layer."""
+
+    def __init__(self, channels, out_dim, residual_blocks=0, image_size=IMAGE_SIZE):
         super().__init__()
         layers, c_in = [], 3
         for c in channels:
             layers.append(conv_down(c_in, c))
             layers += [ResidualBlock(c) for _ in range(residual_blocks)]
             c_in = c
-        side = IMAGE_SIZE // 2 ** len(channels)
+        side = bottleneck_side(image_size, len(channels))
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.head = nn.Linear(c_in * side * side, out_dim)
 
@@ -62,13 +68,12 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """(B, latent_dim) -> (B, 3, 64, 64) in [-1, 1]: the encoder's mirror."""
+    """(B, latent_dim) -> (B, 3, S, S) in [-1, 1]: the encoder's mirror."""
 
-    def __init__(self, channels, latent_dim, residual_blocks=0):
+    def __init__(self, channels, latent_dim, residual_blocks=0, image_size=IMAGE_SIZE):
         super().__init__()
         channels = list(reversed(channels))
-        side = IMAGE_SIZE // 2 ** len(channels)
-        assert side >= 1 and math.log2(IMAGE_SIZE) >= len(channels), "too many conv stages for 64x64"
+        side = bottleneck_side(image_size, len(channels))
         self.head = nn.Sequential(nn.Linear(latent_dim, channels[0] * side * side),
                                   nn.Unflatten(1, (channels[0], side, side)),
                                   nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True))

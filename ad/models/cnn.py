@@ -1,5 +1,6 @@
 """Convolutional autoencoder with a linear bottleneck (without one, a CNN copies anomalies too)."""
 
+from ad.data import IMAGE_SIZE
 from ad.models.base import Autoencoder
 from ad.models.blocks import ConvDecoder, ConvEncoder
 from ad.models.registry import register_model
@@ -7,10 +8,12 @@ from ad.models.registry import register_model
 
 @register_model("cnn")
 class ConvAutoencoder(Autoencoder):
-    def __init__(self, *, channels=(32, 64, 128, 256), latent_dim=64, crop=None):
-        super().__init__(crop=crop)
-        self.encoder = ConvEncoder(channels, latent_dim)
-        self.decoder = ConvDecoder(channels, latent_dim)
+    def __init__(self, *, channels=(32, 64, 128, 256), latent_dim=16, crop=None,
+                 input_size=IMAGE_SIZE):
+        # a small latent forgets what is not a face: 16 scored 0.69 ROC-AUC on faces-dev, 64 0.60
+        super().__init__(crop=crop, input_size=input_size)
+        self.encoder = ConvEncoder(channels, latent_dim, image_size=input_size)
+        self.decoder = ConvDecoder(channels, latent_dim, image_size=input_size)
 
     def encode(self, x):
         return self.encoder(x)

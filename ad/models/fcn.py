@@ -7,17 +7,20 @@ from ad.models.base import Autoencoder
 from ad.models.blocks import mlp
 from ad.models.registry import register_model
 
-PIXELS = 3 * IMAGE_SIZE * IMAGE_SIZE
+
+def pixel_count(image_size):
+    return 3 * image_size * image_size
 
 
 @register_model("fcn")
 class FullyConnectedAutoencoder(Autoencoder):
-    def __init__(self, *, hidden=(128, 64), latent_dim=16, crop=None):
-        # hidden[0] dominates the size: 2 * 12288 * hidden[0] weights (128 -> 12.6 MB)
-        super().__init__(crop=crop)
-        self.encoder = nn.Sequential(nn.Flatten(), mlp([PIXELS, *hidden, latent_dim]))
-        self.decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden), PIXELS]), nn.Tanh(),
-                                     nn.Unflatten(1, (3, IMAGE_SIZE, IMAGE_SIZE)))
+    def __init__(self, *, hidden=(128, 64), latent_dim=16, crop=None, input_size=IMAGE_SIZE):
+        # hidden[0] dominates the size: 2 * 3 * input_size**2 * hidden[0] weights (64 px: 12.6 MB)
+        super().__init__(crop=crop, input_size=input_size)
+        pixels = pixel_count(input_size)
+        self.encoder = nn.Sequential(nn.Flatten(), mlp([pixels, *hidden, latent_dim]))
+        self.decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden), pixels]), nn.Tanh(),
+                                     nn.Unflatten(1, (3, input_size, input_size)))
 
     def encode(self, x):
         return self.encoder(x)

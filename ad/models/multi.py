@@ -3,20 +3,22 @@
 import torch
 import torch.nn as nn
 
+from ad.data import IMAGE_SIZE
 from ad.models.base import Autoencoder
 from ad.models.blocks import ConvDecoder, ConvEncoder, mlp
-from ad.models.fcn import PIXELS
+from ad.models.fcn import pixel_count
 from ad.models.registry import register_model
 
 
 @register_model("multi")
 class MultiEncoderAutoencoder(Autoencoder):
-    def __init__(self, *, fcn_hidden=(64,), fcn_latent_dim=16, channels=(32, 64, 128, 256),
-                 cnn_latent_dim=48, crop=None):
-        super().__init__(crop=crop)
-        self.fcn_encoder = nn.Sequential(nn.Flatten(), mlp([PIXELS, *fcn_hidden, fcn_latent_dim]))
-        self.cnn_encoder = ConvEncoder(channels, cnn_latent_dim)
-        self.decoder = ConvDecoder(channels, fcn_latent_dim + cnn_latent_dim)
+    def __init__(self, *, fcn_hidden=(64,), fcn_latent_dim=8, channels=(32, 64, 128, 256),
+                 cnn_latent_dim=8, crop=None, input_size=IMAGE_SIZE):
+        super().__init__(crop=crop, input_size=input_size)
+        self.fcn_encoder = nn.Sequential(nn.Flatten(),
+                                         mlp([pixel_count(input_size), *fcn_hidden, fcn_latent_dim]))
+        self.cnn_encoder = ConvEncoder(channels, cnn_latent_dim, image_size=input_size)
+        self.decoder = ConvDecoder(channels, fcn_latent_dim + cnn_latent_dim, image_size=input_size)
 
     def encode(self, x):
         return torch.cat([self.fcn_encoder(x), self.cnn_encoder(x)], dim=1)

@@ -30,9 +30,11 @@ def create_model(name, **config):
     if name not in _MODELS:
         raise InputError(f"unknown architecture '{name}'; expected one of {', '.join(_MODELS)}")
     try:
-        return _MODELS[name](**config)
-    except TypeError as e:
+        model = _MODELS[name](**config)
+    except (TypeError, ValueError) as e:
         raise InputError(f"architecture '{name}': bad configuration ({e})") from None
+    # channels-last convolutions run about a third faster on CPU (oneDNN) and on GPU tensor cores
+    return model.to(memory_format=torch.channels_last)
 
 
 def load_model(source, device="cpu", revision=None):

@@ -1,5 +1,6 @@
 """Autoencoder whose encoder and decoder stack residual blocks between resolution changes."""
 
+from ad.data import IMAGE_SIZE
 from ad.models.base import Autoencoder
 from ad.models.blocks import ConvDecoder, ConvEncoder
 from ad.models.registry import register_model
@@ -7,10 +8,11 @@ from ad.models.registry import register_model
 
 @register_model("resnet")
 class ResNetAutoencoder(Autoencoder):
-    def __init__(self, *, channels=(32, 64, 128), latent_dim=64, blocks_per_stage=1, crop=None):
-        super().__init__(crop=crop)
-        self.encoder = ConvEncoder(channels, latent_dim, residual_blocks=blocks_per_stage)
-        self.decoder = ConvDecoder(channels, latent_dim, residual_blocks=blocks_per_stage)
+    def __init__(self, *, channels=(32, 64, 128), latent_dim=16, blocks_per_stage=1, crop=None,
+                 input_size=IMAGE_SIZE):
+        super().__init__(crop=crop, input_size=input_size)
+        self.encoder = ConvEncoder(channels, latent_dim, blocks_per_stage, image_size=input_size)
+        self.decoder = ConvDecoder(channels, latent_dim, blocks_per_stage, image_size=input_size)
 
     def encode(self, x):
         return self.encoder(x)

@@ -2,6 +2,7 @@
 
 import torch
 
+from ad.data import IMAGE_SIZE
 from ad.models.base import Autoencoder
 from ad.models.blocks import ConvDecoder, ConvEncoder
 from ad.models.registry import register_model
@@ -9,13 +10,14 @@ from ad.models.registry import register_model
 
 @register_model("vae")
 class VariationalAutoencoder(Autoencoder):
-    def __init__(self, *, channels=(32, 64, 128, 256), latent_dim=64, kl_weight=1e-2, crop=None):
+    def __init__(self, *, channels=(32, 64, 128, 256), latent_dim=16, kl_weight=1e-2, crop=None,
+                 input_size=IMAGE_SIZE):
         # kl_weight scales the KL term against the per-pixel mean squared error: at 1 (the
         # homework's choice) the KL term swamps reconstruction and every output is the mean face
-        super().__init__(crop=crop)
+        super().__init__(crop=crop, input_size=input_size)
         self.kl_weight = kl_weight
-        self.encoder = ConvEncoder(channels, 2 * latent_dim)  # -> (mean, log variance)
-        self.decoder = ConvDecoder(channels, latent_dim)
+        self.encoder = ConvEncoder(channels, 2 * latent_dim, image_size=input_size)  # -> (mean, log variance)
+        self.decoder = ConvDecoder(channels, latent_dim, image_size=input_size)
 
     def posterior(self, x):
         mean, log_var = self.encoder(x).chunk(2, dim=1)

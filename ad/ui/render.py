@@ -11,7 +11,7 @@ from ad.data import to_uint8_image
 matplotlib.use("Agg")  # no screen on a server
 import matplotlib.pyplot as plt  # noqa: E402
 
-DISPLAY_SIZE = 256  # 64 px thumbnails are unreadable; 4x keeps pixels crisp
+DISPLAY_SIZE = 256  # 32 or 64 px thumbnails are unreadable; whole-number scaling keeps pixels crisp
 COLORMAP = "inferno"  # perceptually uniform, readable in grey and by colour-blind users
 
 
@@ -20,8 +20,9 @@ def _lut():
     return (matplotlib.colormaps[COLORMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
-def upscale(image_uint8, factor=DISPLAY_SIZE // 64):
+def upscale(image_uint8):
     height, width = image_uint8.shape[:2]
+    factor = max(1, DISPLAY_SIZE // height)
     return np.asarray(Image.fromarray(image_uint8).resize((width * factor, height * factor),
                                                           Image.Resampling.NEAREST))
 
@@ -32,7 +33,7 @@ def model_view(x):
 
 
 def heat_map(heat):
-    """(64, 64) values in [0, 1] (the model's fixed scale) -> upscaled colour picture."""
+    """(H, W) values in [0, 1] (the model's fixed scale) -> upscaled colour picture."""
     index = np.clip(np.asarray(heat, dtype=np.float32) * 255, 0, 255).astype(np.uint8)
     return upscale(_lut()[index])
 
