@@ -6,6 +6,7 @@ import torch
 
 from ad import InputError, create_model
 from ad.scoring import anomaly_scores, explain
+from ad.ui.render import DISPLAY_SIZE, heat_map, model_view
 from conftest import TINY
 
 
@@ -51,3 +52,10 @@ def test_geo_explains_with_its_views_and_an_evidence_map(train_faces):
 def test_scoring_refuses_bad_arrays():
     with pytest.raises(InputError, match="expected"):
         anomaly_scores(create_model("fcn", **TINY["fcn"]), np.zeros((3, 32, 32, 3), np.uint8))
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_pictures_of_either_input_size_are_shown_at_the_display_size(size):
+    shown = (DISPLAY_SIZE, DISPLAY_SIZE, 3)
+    assert model_view(torch.zeros(3, size, size)).shape == shown
+    assert heat_map(np.linspace(0, 1, size * size).reshape(size, size)).shape == shown
