@@ -6,17 +6,22 @@ from tqdm.auto import tqdm
 
 from ad.data import validate_images
 
-DEFAULT_BATCH_SIZE = 64  # small batches stay in CPU cache: faster than 256 (benchmarks/benchmark.py)
+
+def default_batch_size(device):
+    """A CPU is fastest with batches that stay in its caches, a GPU with large ones (measured by
+    benchmarks/speed.py: on 2 cores geo slowed sharply above 128, the autoencoders less so)."""
+    return 128 if torch.device(device).type == "cpu" else 1024
 
 
 @torch.inference_mode()
-def anomaly_scores(model, images, batch_size=DEFAULT_BATCH_SIZE, progress=None, desc=None):
+def anomaly_scores(model, images, batch_size=None, progress=None, desc=None):
     """Scores for a whole array (memory-mapped is fine: it is read one batch at a time).
 
     `progress`, when given, is called with the fraction done (the app's progress bar); otherwise a
     tqdm bar is shown in the terminal for large inputs.
     """
     model.eval()
+    batch_size = batch_size or default_batch_size(model.device)
     images = validate_images(images)
     starts = range(0, len(images), batch_size)
     if progress is None:

@@ -31,8 +31,8 @@ from ad.files import write_json  # noqa: E402
 from ad.scoring import anomaly_scores  # noqa: E402
 from ad.ui.zoo import load_zoo, model_sources  # noqa: E402
 from benchmarks.references import RECIPES, png_size_scores, reference_scores, train_reference  # noqa: E402
+from benchmarks.speed import FULL_HW8_TEST_SET, one_image_ms  # noqa: E402
 
-FULL_HW8_TEST_SET = 19_636
 REFERENCE_RESULTS = ROOT / "benchmarks" / "reference_results.json"
 SOURCE_NAMES = {"1": "UTKFace", "2": "CIFAR-10", "shuffled": "shuffled faces"}  # faces-dev's ids
 SHUFFLED = "shuffled"  # a synthetic source: normal faces cut in 16x16 tiles and shuffled
@@ -49,17 +49,6 @@ def shuffled_faces(images, seed=0):
 
 def folder_mb(folder):
     return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file()) / 1024**2
-
-
-def single_image_ms(handlers, name, png_path, repeats=30):
-    """Median time of one Detect call as the app runs it: decode, preprocess, model, pictures."""
-    handlers.detect(png_path, name)  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        handlers.detect(png_path, name)
-        times.append(time.perf_counter() - started)
-    return 1000 * float(np.median(times))
 
 
 def timed_scores(score, images):
@@ -79,7 +68,6 @@ def main():
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
     data = Path(args.data)
-    from ad.ui.handlers import Handlers
 
     train = load_array(data / "trainingset.npy")
     test = np.asarray(load_array(data / "testingset.npy"))
@@ -100,7 +88,6 @@ def main():
         return result
 
     zoo = load_zoo(model_sources(args.checkpoints, hub_ids=""), device="cpu")
-    handlers = Handlers(zoo)
     png_path = str(Path(tempfile.mkdtemp()) / "probe.png")
     Image.fromarray(test[0]).save(png_path)
 
@@ -112,7 +99,7 @@ def main():
         rows.append({"detector": f"**{name}** (shipped)", "auc": accuracy(scores),
                      "params": model.parameter_count(), "size_mb": folder_mb(Path(args.checkpoints) / name),
                      "train_s": training["history"][-1]["seconds"],
-                     "latency_ms": single_image_ms(handlers, name, png_path), "throughput": throughput})
+                     "latency_ms": one_image_ms(model, png_path), "throughput": throughput})
     if len(shipped_scores) > 1:
         rows.append({"detector": "**ensemble** of the above (mean rank)",
                      "auc": accuracy(rank_average(list(shipped_scores.values())))})
@@ -174,11 +161,14 @@ def format_rows(rows):
 
 
 def footnote(args, count):
-    return (f"`python benchmarks/benchmark.py --write-readme` on {count:,} test images, "
+    command = "python benchmarks/benchmark.py" + (" --reuse-references" if args.reuse_references else "")
+    references = (f"for the references, measured by the last full run ({REFERENCE_RESULTS.name})"
+                  if args.reuse_references else "for the references, measured here")
+    return (f"`{command} --write-readme` on {count:,} test images, "
             f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, no GPU. "
             "Training times are those recorded in each checkpoint's training.json (on the same "
-            "machine) or, for the references, measured here; the last column extrapolates batch "
-            "scoring to HW8's full test set.")
+            f"machine) or, {references}; the last column extrapolates batch scoring to HW8's "
+            "full test set (benchmarks/speed.py times it whole).")
 
 
 if __name__ == "__main__":

@@ -57,14 +57,11 @@ class Handlers:
         """One image, one model: what it saw, what it rebuilt, where it differs, and how much."""
         model = self.zoo.get(model_name)
         result = explain(model, _image(image_path))
-        seen = render.model_view(result["input"])
-        heat = render.heat_map(result["heat"])
         details = {"model": model_name, "score": result["score"], "percentile": result["percentile"],
                    "threshold_percentile": float(threshold_percentile),
                    "threshold_score": model.threshold(threshold_percentile),
                    "verdict": _verdict(result["percentile"], threshold_percentile)}
-        return (seen, render.model_view(result["picture"]), heat, render.overlay(seen, heat),
-                self._summary(model, details), details)
+        return (*render.pictures(result), self._summary(model, details), details)
 
     @user_errors
     def picture_label(self, model_name):
@@ -91,10 +88,9 @@ class Handlers:
         gallery, rows, percentiles = [], [], []
         for name, model in self.zoo.models.items():
             result = explain(model, image)
-            seen, heat = render.model_view(result["input"]), render.heat_map(result["heat"])
-            gallery += [(seen, f"{name}: input"),
-                        (render.model_view(result["picture"]), f"{name}: {model.picture_label.lower()}"),
-                        (heat, f"{name}: heat map"), (render.overlay(seen, heat), f"{name}: overlay")]
+            captions = ["input", model.picture_label.lower(), "heat map", "overlay"]
+            gallery += [(picture, f"{name}: {caption}")
+                        for picture, caption in zip(render.pictures(result), captions)]
             percentiles.append(result["percentile"])
             rows.append([name, round(result["score"], 4), round(result["percentile"], 2),
                          _verdict(result["percentile"], threshold_percentile)])

@@ -43,6 +43,12 @@ def overlay(base_uint8, heat_uint8, alpha=0.55):
     return blended.round().astype(np.uint8)
 
 
+def pictures(explained):
+    """Detect's four pictures for one explained image: input, the model's picture, heat map, overlay."""
+    seen, heat = model_view(explained["input"]), heat_map(explained["heat"])
+    return seen, model_view(explained["picture"]), heat, overlay(seen, heat)
+
+
 @functools.cache
 def legend():
     """The heat map's colour bar, drawn once."""
