@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ad.data import InputError, load_images, load_labels, load_sources, parse_crop
 from ad.models import list_models, load_model
-from ad.scoring import anomaly_scores
+from ad.scoring import CPU_BATCH_SIZE, GPU_BATCH_SIZE, anomaly_scores
+
+BATCH_SIZE_HELP = f"default: {CPU_BATCH_SIZE} on CPU, {GPU_BATCH_SIZE} on GPU"
 
 
 def add_train_arguments(parser):
@@ -129,7 +131,7 @@ def build_parser():
     score.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub model id")
     score.add_argument("--images", required=True, help=".npy, image, folder or .zip")
     score.add_argument("--out", required=True, help="CSV to write")
-    score.add_argument("--batch-size", type=int, help="default: 128 on CPU, 1024 on GPU")
+    score.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)
 
     evaluate = commands.add_parser("evaluate", help="ROC-AUC overall and per source")
     evaluate.add_argument("--checkpoint", required=True, nargs="+",
@@ -138,7 +140,7 @@ def build_parser():
     evaluate.add_argument("--labels", required=True, help=".npy or .csv, 0 normal / 1 anomaly")
     evaluate.add_argument("--sources", help=".npy or .csv of per-image source ids")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    evaluate.add_argument("--batch-size", type=int, help="default: 128 on CPU, 1024 on GPU")
+    evaluate.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)
 
     push = commands.add_parser("push", help="upload a checkpoint folder to the Hub")
     push.add_argument("--checkpoint", required=True)

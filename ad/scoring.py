@@ -6,11 +6,13 @@ from tqdm.auto import tqdm
 
 from ad.data import validate_images
 
+# A CPU is fastest with batches that stay in its caches, a GPU with large ones (measured by
+# benchmarks/speed.py: on 2 cores geo slowed sharply above 128, the autoencoders less so).
+CPU_BATCH_SIZE, GPU_BATCH_SIZE = 128, 1024
+
 
 def default_batch_size(device):
-    """A CPU is fastest with batches that stay in its caches, a GPU with large ones (measured by
-    benchmarks/speed.py: on 2 cores geo slowed sharply above 128, the autoencoders less so)."""
-    return 128 if torch.device(device).type == "cpu" else 1024
+    return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else GPU_BATCH_SIZE
 
 
 @torch.inference_mode()

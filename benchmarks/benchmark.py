@@ -13,13 +13,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,6 +28,7 @@ from ad.evaluation import auc_by_source, rank_average, roc_auc  # noqa: E402
 from ad.files import write_json  # noqa: E402
 from ad.scoring import anomaly_scores  # noqa: E402
 from ad.ui.zoo import load_zoo, model_sources  # noqa: E402
+from benchmarks.readme import markdown_table, replace_section  # noqa: E402
 from benchmarks.references import RECIPES, png_size_scores, reference_scores, train_reference  # noqa: E402
 from benchmarks.speed import FULL_HW8_TEST_SET, one_image_ms  # noqa: E402
 
@@ -88,8 +87,6 @@ def main():
         return result
 
     zoo = load_zoo(model_sources(args.checkpoints, hub_ids=""), device="cpu")
-    png_path = str(Path(tempfile.mkdtemp()) / "probe.png")
-    Image.fromarray(test[0]).save(png_path)
 
     rows, shipped_scores = [], {}
     for name, model in zoo.models.items():
@@ -99,7 +96,7 @@ def main():
         rows.append({"detector": f"**{name}** (shipped)", "auc": accuracy(scores),
                      "params": model.parameter_count(), "size_mb": folder_mb(Path(args.checkpoints) / name),
                      "train_s": training["history"][-1]["seconds"],
-                     "latency_ms": one_image_ms(model, png_path), "throughput": throughput})
+                     "latency_ms": one_image_ms(model, test[0]), "throughput": throughput})
     if len(shipped_scores) > 1:
         rows.append({"detector": "**ensemble** of the above (mean rank)",
                      "auc": accuracy(rank_average(list(shipped_scores.values())))})
@@ -122,12 +119,11 @@ def main():
                                    "params": sum(p.numel() for p in model.parameters()),
                                    "train_s": train_s, "throughput": throughput})
         rows += reference_rows
-        write_json(REFERENCE_RESULTS, {"data": str(data), "test_images": len(test), "rows": reference_rows})
+        write_json(REFERENCE_RESULTS, {"data": data.name, "test_images": len(test), "rows": reference_rows})
 
     table = format_rows(rows)
     print(table)
     if args.write_readme:
-        from benchmarks.readme import replace_section
         replace_section("benchmark", table + "\n\n" + footnote(args, len(test)))
 
 
@@ -136,7 +132,7 @@ def reused_reference_rows(data, test_images):
         saved = json.loads(REFERENCE_RESULTS.read_text())
     except FileNotFoundError:
         sys.exit(f"{REFERENCE_RESULTS} does not exist yet: run once without --reuse-references")
-    if saved["test_images"] != test_images or Path(saved["data"]).name != data.name:
+    if saved["test_images"] != test_images or saved["data"] != data.name:
         sys.exit(f"{REFERENCE_RESULTS} was measured on {saved['data']} ({saved['test_images']} test "
                  f"images), not on {data} ({test_images}): run without --reuse-references")
     return saved["rows"]
@@ -147,7 +143,7 @@ def format_rows(rows):
     header = ["detector", "ROC-AUC overall"] + [f"normal vs {SOURCE_NAMES.get(k, k)}" for k in subsets] + [
         "parameters", "checkpoint", "training", "one image in the app", "batch scoring",
         f"{FULL_HW8_TEST_SET:,} images"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = []
     for row in rows:
         cells = [row["detector"]] + [f"{row['auc'][k]:.3f}" for k in ["overall", *subsets]]
         cells.append(f"{row['params'] / 1e6:.2f} M" if "params" in row else "-")
@@ -156,8 +152,8 @@ def format_rows(rows):
         cells.append(f"{row['latency_ms']:.0f} ms" if "latency_ms" in row else "-")
         cells.append(f"{row['throughput']:,.0f} img/s" if "throughput" in row else "-")
         cells.append(f"{FULL_HW8_TEST_SET / row['throughput']:.1f} s" if "throughput" in row else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return markdown_table(header, lines)
 
 
 def footnote(args, count):

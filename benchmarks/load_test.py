@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from benchmarks.readme import markdown_table, replace_section  # noqa: E402
+
 
 def rss_mb():
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -75,17 +77,16 @@ def main():
     lost = asked - len(latencies) - len(errors)
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if latencies else (float("nan"),) * 3
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    table = "\n".join([
-        "| clients x calls | answered | errors | lost | latency p50 / p95 / p99 | throughput | memory before -> after (peak) |",
-        "|---|---|---|---|---|---|---|",
-        f"| {args.clients} x {args.calls} (`{args.model}` detect) | {len(latencies)} | {len(errors)} | {lost} | "
-        f"{p50:.2f} / {p95:.2f} / {p99:.2f} s | {len(latencies) / elapsed:.1f} calls/s | "
-        f"{memory_before:.0f} -> {rss_mb():.0f} MB ({peak:.0f} MB) |"])
+    table = markdown_table(
+        ["clients x calls", "answered", "errors", "lost", "latency p50 / p95 / p99", "throughput",
+         "memory before -> after (peak)"],
+        [[f"{args.clients} x {args.calls} (`{args.model}` detect)", len(latencies), len(errors), lost,
+          f"{p50:.2f} / {p95:.2f} / {p99:.2f} s", f"{len(latencies) / elapsed:.1f} calls/s",
+          f"{memory_before:.0f} -> {rss_mb():.0f} MB ({peak:.0f} MB)"]])
     print(table)
     for error in errors[:5]:
         print("error:", error)
     if args.write_readme:
-        from benchmarks.readme import replace_section
         replace_section("load-test", table + f"\n\n`python benchmarks/load_test.py --clients {args.clients} "
                         f"--calls {args.calls} --write-readme`, {os.cpu_count()} CPU cores, app and "
                         "clients in one process.")

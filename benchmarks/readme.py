@@ -6,6 +6,12 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(map(str, cells)) + " |" for cells in [header, *rows]]
+    lines.insert(1, "|" + "---|" * len(header))
+    return "\n".join(lines)
+
+
 def replace_section(name, text, readme=README):
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     content = readme.read_text(encoding="utf-8")

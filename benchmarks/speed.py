@@ -8,10 +8,10 @@ README section of this device's type (speed-cpu, speed-cuda).
 """
 
 import argparse
+import io
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,15 +27,20 @@ from ad.scoring import anomaly_scores, default_batch_size, explain  # noqa: E402
 from ad.training import pick_device  # noqa: E402
 from ad.ui import render  # noqa: E402
 from ad.ui.zoo import load_zoo, model_sources  # noqa: E402
+from benchmarks.readme import markdown_table, replace_section  # noqa: E402
 
 FULL_HW8_TEST_SET = 19_636
 SAMPLE_IMAGES = ROOT / "examples" / "sample_testset" / "testingset.npy"
 
 
-def one_image_ms(model, png_path, repeats=30):
-    """Median time of what Detect computes: decode the file, preprocess, model, the four pictures."""
+def one_image_ms(model, image, repeats=30):
+    """Median time of what Detect computes for an uploaded PNG: decode, preprocess, model, the four
+    pictures."""
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+
     def detect():
-        return render.pictures(explain(model, open_image(png_path)))  # pictures are on the CPU: synced
+        return render.pictures(explain(model, open_image(png.getvalue())))  # pictures on the CPU: synced
     detect()  # warm-up
     times = []
     for _ in range(repeats):
@@ -70,24 +75,20 @@ def main():
 
     sample = np.asarray(load_array(SAMPLE_IMAGES))
     images = np.resize(sample, (FULL_HW8_TEST_SET, *sample.shape[1:]))  # tiled
-    png_path = str(Path(tempfile.mkdtemp()) / "probe.png")
-    Image.fromarray(sample[0]).save(png_path)
 
     zoo = load_zoo(model_sources(args.checkpoints, hub_ids=""), device=device)
     header = ["model", "one image in the app"] + [f"{FULL_HW8_TEST_SET:,} images, batch {b}" for b in batch_sizes]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for name, model in zoo.models.items():
-        cells = [f"**{name}**", f"{one_image_ms(model, png_path):.1f} ms"]
-        cells += [f"{full_set_seconds(model, images, b):.2f} s" for b in batch_sizes]
-        lines.append("| " + " | ".join(cells) + " |")
-        print(lines[-1], flush=True)
-    table = "\n".join(lines)
+        rows.append([f"**{name}**", f"{one_image_ms(model, sample[0]):.1f} ms"]
+                    + [f"{full_set_seconds(model, images, b):.2f} s" for b in batch_sizes])
+        print(*rows[-1], sep=" | ", flush=True)
+    table = markdown_table(header, rows)
     footnote = (f"`python benchmarks/speed.py --write-readme` on {device_name(device)}, torch "
                 f"{torch.__version__}; the app and `ad` score in batches of {default_batch_size(device)} "
                 f"on this device.")
     print(table + "\n\n" + footnote)
     if args.write_readme:
-        from benchmarks.readme import replace_section
         replace_section(f"speed-{device.type}", table + "\n\n" + footnote)
 
 
