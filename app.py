@@ -1,15 +1,18 @@
 """The Gradio app (a Hugging Face Space): detect, compare, evaluate and explore anomalies."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from ad.ui.tabs import build_demo  # noqa: E402
 from ad.ui.zoo import load_zoo, model_sources  # noqa: E402
 
+HERE = Path(__file__).resolve().parent
 MAX_UPLOAD = "50mb"  # a full HW8 test set (19,636 images) is 241 MB: evaluate such sets offline
 
-demo = build_demo(load_zoo(model_sources()))
+demo = build_demo(load_zoo(model_sources(HERE / "checkpoints")), examples_dir=HERE / "examples" / "images",
+                  sample_testset=HERE / "examples" / "sample_testset")
 
 if __name__ == "__main__":
     demo.launch(max_file_size=MAX_UPLOAD, server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))

@@ -1,4 +1,4 @@
-"""Train one autoencoder on normal images and write a checkpoint folder: `python train.py --help`."""
+"""Train one detector on normal images and write a checkpoint folder: `python train.py --help`."""
 
 import argparse
 

@@ -1,39 +1,53 @@
-"""Command line: `python -m ad train | score | evaluate | push` (train.py is `ad train`)."""
+"""Command line: `python -m ad train | score | evaluate | calibrate | push` (train.py is `ad train`)."""
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
 from pathlib import Path
 
-from ad.data import InputError, load_images, load_labels, load_sources, parse_crop
-from ad.models import list_models, load_model
-from ad.scoring import CPU_BATCH_SIZE, GPU_BATCH_SIZE, anomaly_scores
+from ad import checkpoint
+from ad.data import load_images, load_test_set, parse_crop
+from ad.device import CPU_BATCH_SIZE, GPU_BATCH_SIZE, pick_device
+from ad.errors import InputError
+from ad.models import list_models
+from ad.scoring import anomaly_scores
+from ad.training import TrainConfig
 
 BATCH_SIZE_HELP = f"default: {CPU_BATCH_SIZE} on CPU, {GPU_BATCH_SIZE} on GPU"
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+RUN_FLAGS = {"out", "resume", "command"}  # what a resumed run may be given anew
 
 
 def add_train_arguments(parser):
-    parser.add_argument("--arch", required=True, choices=list_models(), help="architecture")
-    parser.add_argument("--data", required=True, help="trainingset.npy: uint8 (N, 64, 64, 3) normal images")
-    parser.add_argument("--out", required=True, help="checkpoint folder to write")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine schedule)")
-    parser.add_argument("--crop", type=parse_crop, help="TOP,LEFT,HEIGHT,WIDTH box on the 64x64 "
-                        "image, resized back to 64 before the model (saved in the checkpoint)")
-    parser.add_argument("--set", dest="model", action="append", default=[], metavar="KEY=VALUE",
-                        help="architecture option, JSON value, e.g. --set latent_dim=8 --set hidden=[256,32]")
-    parser.add_argument("--holdout", type=float, default=0.05, help="share of images held out to calibrate")
-    parser.add_argument("--no-flip", dest="flip", action="store_false", help="no left-right flips")
-    parser.add_argument("--limit", type=int, help="use only N training images, spread evenly over the file")
-    parser.add_argument("--test", help="testingset.npy to report ROC-AUC on after training")
-    parser.add_argument("--labels", help="test labels (.npy or .csv): 0 normal, 1 anomaly")
-    parser.add_argument("--sources", help="test source ids (.npy or .csv) for per-source ROC-AUC")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the unfinished run in --out, with the settings it started with")
-    parser.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out")
+    """train's flags; their defaults live in TrainConfig alone (argparse only records what was given)."""
+    def add(*flags, help, **kwargs):
+        name = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
+        shown = TRAIN_DEFAULTS.get(name)
+        suffix = f" (default: {shown})" if shown not in (None, dataclasses.MISSING) and "action" not in kwargs else ""
+        parser.add_argument(*flags, help=help + suffix, default=argparse.SUPPRESS, **kwargs)
+
+    add("--arch", choices=list_models(), help="architecture (required unless --resume)")
+    add("--data", help="normal training images: trainingset.npy, uint8 (N, 64, 64, 3)")
+    add("--out", required=True, help="checkpoint folder to write")
+    add("--epochs", type=int, help="passes over the training images")
+    add("--batch-size", type=int, help="images per step")
+    add("--lr", type=float, help="peak learning rate (cosine schedule)")
+    add("--crop", type=parse_crop, help="TOP,LEFT,HEIGHT,WIDTH box on the 64x64 image that the model "
+        "reads, resized to its input_size (64 unless --set input_size=N); saved in the checkpoint")
+    add("--set", dest="model", action="append", metavar="KEY=VALUE",
+        help="architecture option, JSON value, e.g. --set latent_dim=8 --set hidden=[256,32]")
+    add("--holdout", type=float, help="share of images held out to calibrate")
+    add("--no-flip", dest="flip", action="store_false", help="no left-right flips")
+    add("--limit", type=int, help="use only N training images, spread evenly over the file")
+    add("--test", help="labelled test images (.npy, .zip, folder) to report ROC-AUC on after training")
+    add("--labels", help="test labels (.npy or .csv): 0 normal, 1 anomaly")
+    add("--sources", help="test source ids (.npy or .csv) for per-source ROC-AUC")
+    add("--seed", type=int, help="seed of weights, order and augmentation")
+    add("--resume", action="store_true",
+        help="continue the unfinished run in --out, with the settings it started with")
+    add("--overwrite", action="store_true", help="replace the checkpoint in --out")
     parser.add_argument("--push-to-hub", metavar="USER/NAME", help="upload the finished checkpoint")
     add_push_options(parser)
 
@@ -57,21 +71,31 @@ def parse_model_options(pairs):
 
 
 def run_train(args, argv):
-    from ad.training import TrainConfig, train  # torch.distributed and friends load only here
+    from ad.training import train  # torch.distributed and friends load only here
 
-    cfg = TrainConfig(
-        arch=args.arch, data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, crop=args.crop, holdout=args.holdout, flip=args.flip, limit=args.limit,
-        seed=args.seed, model=parse_model_options(args.model), test=args.test, labels=args.labels,
-        sources=args.sources, resume=args.resume, overwrite=args.overwrite,
-        command="python train.py " + shlex.join(argv))
+    given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS}
+    if "model" in given:
+        given["model"] = parse_model_options(given["model"])
     for name in ("epochs", "batch_size"):
-        if getattr(cfg, name) < 1:
+        if given.get(name, 1) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-    train(cfg)
+    if given.get("resume") and _is_main_process():
+        _say_what_resume_ignores(given)
+    train(TrainConfig(**given, command="python train.py " + shlex.join(argv)))
     if args.push_to_hub and _is_main_process():
-        from ad.hub import push
-        print(push(args.out, args.push_to_hub, private=args.private, revision=args.revision))
+        print(checkpoint.push(args.out, args.push_to_hub, private=args.private, revision=args.revision))
+
+
+def _say_what_resume_ignores(given):
+    """--resume continues with the run's own settings: name every flag given anew that it ignores."""
+    started = checkpoint.read_training(given["out"]).get("config", {})
+    ignored = [f"--{name.replace('_', '-')} {json.dumps(value, default=list)} (the run has "
+               f"{json.dumps(started.get(name))})"
+               for name, value in given.items()
+               if name not in RUN_FLAGS and json.loads(json.dumps(value, default=list)) != started.get(name)]
+    if ignored:
+        print("note: --resume continues with the settings the run started with; ignoring "
+              + ", ".join(ignored), file=sys.stderr)
 
 
 def _is_main_process():
@@ -82,7 +106,7 @@ def _is_main_process():
 def run_score(args):
     from ad.evaluation import write_submission
 
-    model = load_model(args.checkpoint, device=_device())
+    model = checkpoint.load(args.checkpoint, device=pick_device())
     images, _ = load_images(args.images)
     scores = anomaly_scores(model, images, batch_size=args.batch_size)
     write_submission(args.out, scores)
@@ -92,39 +116,44 @@ def run_score(args):
 def run_evaluate(args):
     from ad.evaluation import auc_by_source, format_table, rank_average
 
-    images, names = load_images(args.images)
-    labels, sources = load_labels(args.labels, names)
-    if args.sources:
-        sources = load_sources(args.sources, len(images))
+    test_set = load_test_set(args.images, args.labels, args.sources)
     results, all_scores = {}, []
-    for checkpoint in args.checkpoint:
-        model = load_model(checkpoint, device=_device())
-        scores = anomaly_scores(model, images, batch_size=args.batch_size)
+    for source in args.checkpoint:
+        model = checkpoint.load(source, device=pick_device())
+        scores = anomaly_scores(model, test_set.images, batch_size=args.batch_size)
         all_scores.append(scores)
-        results[_model_name(checkpoint, results)] = auc_by_source(labels, scores, sources)
+        results[_model_name(source, results)] = auc_by_source(test_set.labels, scores, test_set.sources)
     if len(all_scores) > 1:
-        results["ensemble"] = auc_by_source(labels, rank_average(all_scores), sources)
+        results["ensemble"] = auc_by_source(test_set.labels, rank_average(all_scores), test_set.sources)
     print(json.dumps(results, indent=2) if args.json else format_table(results))
 
 
+def run_calibrate(args):
+    """Store the score quantiles of normal images in a checkpoint that has none (or new ones)."""
+    folder = Path(args.checkpoint)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: calibrate writes into a local checkpoint folder; download a Hub "
+                         "model first (huggingface-cli download USER/NAME --local-dir FOLDER)")
+    model = checkpoint.load(folder, device=pick_device(), require_calibration=False)
+    images, _ = load_images(args.images)
+    model.calibrate(anomaly_scores(model, images, batch_size=args.batch_size))
+    checkpoint.save(model, folder, model.training_record or None, model.metrics or None)
+    print(f"calibrated {folder} on {len(images)} normal images; its 99th percentile score is "
+          f"{model.threshold(99):.4g}")
+
+
 def run_push(args):
-    from ad.hub import push
-    print(push(args.checkpoint, args.repo, private=args.private, revision=args.revision))
+    print(checkpoint.push(args.checkpoint, args.repo, private=args.private, revision=args.revision))
 
 
-def _model_name(checkpoint, taken):
-    name = Path(checkpoint).name or str(checkpoint)
-    return name if name not in taken else str(checkpoint)
-
-
-def _device():
-    from ad.training import pick_device
-    return pick_device()
+def _model_name(source, taken):
+    name = Path(source).name or str(source)
+    return name if name not in taken else str(source)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m ad", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="subcommand", required=True)
     add_train_arguments(commands.add_parser("train", help="train one architecture"))
 
     score = commands.add_parser("score", help="write HW8's submission CSV (ID,score)")
@@ -136,11 +165,18 @@ def build_parser():
     evaluate = commands.add_parser("evaluate", help="ROC-AUC overall and per source")
     evaluate.add_argument("--checkpoint", required=True, nargs="+",
                           help="one or more checkpoint folders or Hub ids (several: plus their ensemble)")
-    evaluate.add_argument("--images", required=True)
+    evaluate.add_argument("--images", required=True, help=".npy, folder or .zip of test images")
     evaluate.add_argument("--labels", required=True, help=".npy or .csv, 0 normal / 1 anomaly")
     evaluate.add_argument("--sources", help=".npy or .csv of per-image source ids")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)
+
+    calibrate = commands.add_parser("calibrate", help="store normal images' score quantiles in a "
+                                    "checkpoint (one that has none: hand-made, or from elsewhere)")
+    calibrate.add_argument("--checkpoint", required=True, help="local checkpoint folder, rewritten")
+    calibrate.add_argument("--images", required=True,
+                           help="normal images the model was not trained on (.npy, folder, .zip)")
+    calibrate.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)
 
     push = commands.add_parser("push", help="upload a checkpoint folder to the Hub")
     push.add_argument("--checkpoint", required=True)
@@ -150,14 +186,16 @@ def build_parser():
 
 
 def main(argv=None, parser=None):
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = parser or build_parser()
     args = parser.parse_args(argv)
+    commands = {"score": run_score, "evaluate": run_evaluate, "calibrate": run_calibrate, "push": run_push}
     try:
-        if getattr(args, "command", "train") == "train":
+        command = getattr(args, "subcommand", "train")
+        if command == "train":
             run_train(args, argv[1:] if argv[:1] == ["train"] else argv)
         else:
-            {"score": run_score, "evaluate": run_evaluate, "push": run_push}[args.command](args)
+            commands[command](args)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -5,6 +5,7 @@ import io
 import warnings
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +13,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ad.errors import InputError
+
 IMAGE_SIZE = 64  # HW8's images are 64x64 RGB; models read this size unless they set input_size
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MAX_PIXELS = 40_000_000  # larger pictures are refused before decoding (decompression bombs)
 MAX_ZIP_MEMBERS = 50_000
 MAX_ZIP_BYTES = 2 * 1024**3  # total unpacked size a zip may claim
-
-
-class InputError(ValueError):
-    """A user's input is not what we accept; the message says what was wrong and what is expected."""
 
 
 # ---------------------------------------------------------------- arrays
@@ -188,8 +187,8 @@ def load_zip(path):
             raise InputError(f"{path}: {len(members)} files; at most {MAX_ZIP_MEMBERS} are accepted")
         total = sum(m.file_size for m in members)
         if total > MAX_ZIP_BYTES:
-            raise InputError(f"{path}: unpacks to {total / 1024**3:.1f} GB; at most "
-                             f"{MAX_ZIP_BYTES / 1024**3:.0f} GB is accepted")
+            raise InputError(f"{path}: unpacks to {_megabytes(total)}; at most "
+                             f"{_megabytes(MAX_ZIP_BYTES)} is accepted")
         for m in members:
             parts = Path(m.filename.replace("\\", "/")).parts
             if m.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
@@ -201,6 +200,10 @@ def load_zip(path):
         arrays = [open_image(_read_member(archive, m, path), name=f"{path.name}:{m.filename}")
                   for m in images]
     return np.stack(arrays), [m.filename for m in images]
+
+
+def _megabytes(size):
+    return f"{size / 1024**2:,.0f} MB"
 
 
 def _read_member(archive, member, path):
@@ -246,6 +249,12 @@ def check_labels(labels, count, name="labels"):
     return labels.astype(np.int64)
 
 
+def check_two_classes(labels, what="labels"):
+    if len(np.unique(labels)) < 2:
+        raise InputError(f"{what}: every image has label {int(labels[0])}; ROC-AUC needs both normal "
+                         "(0) and anomalous (1) images")
+
+
 def load_sources(path, count):
     """Per-image source ids (ints or strings) from an .npy or a one-column CSV."""
     path = Path(path)
@@ -260,6 +269,30 @@ def load_sources(path, count):
     if sources.ndim != 1 or len(sources) != count:
         raise InputError(f"{path}: {len(sources)} sources for {count} images; expected one per image")
     return sources
+
+
+@dataclass
+class TestSet:
+    """Images with their 0/1 labels (1 = anomaly), per-image sources (or None) and names."""
+
+    images: np.ndarray  # uint8 (N, 64, 64, 3)
+    labels: np.ndarray  # int64 (N,)
+    sources: np.ndarray | None
+    names: list
+
+
+def load_test_set(images, labels, sources=None):
+    """The one loader of labelled test sets: images as load_images takes them, labels as
+    load_labels, sources as load_sources (they override a `source` column of a labels CSV)."""
+    if not labels:
+        raise InputError(f"{images}: a test set needs labels (0 = normal, 1 = anomaly per image), "
+                         "as .npy or .csv")
+    array, names = load_images(images)
+    label_values, source_values = load_labels(labels, names)
+    if sources:
+        source_values = load_sources(sources, len(array))
+    check_two_classes(label_values, Path(str(labels)).name)
+    return TestSet(array, label_values, source_values, names)
 
 
 def _load_vector(path, what):
@@ -340,7 +373,3 @@ def preprocess(images, crop=None, size=IMAGE_SIZE, device="cpu"):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return x.contiguous()
 
-
-def to_uint8_image(x):
-    """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3) for display."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()

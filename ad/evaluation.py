@@ -7,14 +7,8 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from ad.data import InputError
+from ad.data import check_two_classes
 from ad.files import write_text
-
-
-def check_two_classes(labels, what="labels"):
-    if len(np.unique(labels)) < 2:
-        raise InputError(f"{what}: every image has label {int(labels[0])}; ROC-AUC needs both normal "
-                         "(0) and anomalous (1) images")
 
 
 def roc_auc(labels, scores):

@@ -1,18 +1,13 @@
-"""Per-image anomaly scores (higher = more anomalous), batched and gradient-free, and explanations."""
+"""Per-image anomaly scores (higher = more anomalous), batched and gradient-free; one image explained."""
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ad.data import validate_images
-
-# A CPU is fastest with batches that stay in its caches, a GPU with large ones (measured by
-# benchmarks/speed.py: on 2 cores geo slowed sharply above 128, the autoencoders less so).
-CPU_BATCH_SIZE, GPU_BATCH_SIZE = 128, 1024
-
-
-def default_batch_size(device):
-    return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else GPU_BATCH_SIZE
+from ad.device import default_batch_size
 
 
 @torch.inference_mode()
@@ -37,13 +32,31 @@ def anomaly_scores(model, images, batch_size=None, progress=None, desc=None):
     return torch.cat(scores).numpy().astype(np.float64)
 
 
-def explain(model, image):
-    """What the app shows for one image: the input as the model sees it, the model's picture
-    (a reconstruction, or the views it judged), a heat map in [0, 1], score and percentile."""
+def verdict(percentile, threshold_percentile):
+    """An image is anomalous when it scores above the threshold percentile of normal images."""
+    return "anomalous" if percentile > threshold_percentile else "normal"
+
+
+@dataclass
+class Detection:
+    """One image as a detector saw and judged it: what the app shows, the same for every model."""
+
+    input: torch.Tensor  # (3, S, S) in [-1, 1]: the image as the model reads it (crop, size)
+    picture: torch.Tensor  # (3, H, W) in [-1, 1]: the model's own picture (model.picture_label)
+    heat: np.ndarray  # (S, S) in [0, 1], on the model's fixed scale (model.heat_full_scale)
+    score: float
+    percentile: float  # share of held-out normal images that score lower
+
+    def verdict(self, threshold_percentile=99.0):
+        return verdict(self.percentile, threshold_percentile)
+
+
+def detect(model, image):
+    """Explain one uint8 (64, 64, 3) image with a calibrated model."""
     model.eval()
     x = model.preprocess(validate_images(image))
     result = model.explain(x)
-    score = float(result["score"][0])
-    return {"input": x[0].detach(), "picture": result["picture"][0].detach(),
-            "heat": result["heat"][0].detach().float().cpu().numpy(), "score": score,
-            "percentile": float(model.percentile(score)) if model.calibrated else None}
+    score = float(result.score[0])
+    return Detection(input=x[0].detach(), picture=result.picture[0].detach(),
+                     heat=result.heat[0].detach().float().cpu().numpy(), score=score,
+                     percentile=float(model.percentile(score)))

@@ -1,55 +1,48 @@
 """The training loop: one plain loop with held-out calibration, atomic checkpoints, resume and DDP."""
 
-import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ad.data import InputError, load_array, load_labels, load_sources
+from ad import checkpoint
+from ad.data import load_images, load_test_set
+from ad.device import pick_device
+from ad.errors import InputError
 from ad.evaluation import auc_by_source
-from ad.files import atomic_path, current_umask, write_json, write_text
-from ad.hub import model_card
 from ad.models import create_model
 from ad.scoring import anomaly_scores
-
-STATE_FILE = "training_state.safetensors"  # only while a run is unfinished: what --resume reads
-TRAINING_FILE = "training.json"
-METRICS_FILE = "metrics.json"
 
 
 @dataclass
 class TrainConfig:
-    arch: str
-    data: str
-    out: str
-    epochs: int = 30
-    batch_size: int = 128
+    """Every training option, stated once: train.py's flags and their defaults are read from here."""
+
+    arch: str | None = None  # an architecture of list_models(); required unless resuming
+    data: str | None = None  # the normal training images; required unless resuming
+    out: str | None = None  # the checkpoint folder to write
+    epochs: int = 30  # enough for every architecture at HW8's size; the face recipes use 8-20
+    batch_size: int = 128  # fits a CPU's caches; per process under torchrun
     lr: float = 2e-3  # AdamW peak; cosine-decayed to 1% over the run
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # light: the small latents already regularise
     warmup_steps: int = 100  # BatchNorm statistics settle before full steps
-    crop: tuple | None = None  # (top, left, height, width); saved in the model config
+    crop: tuple | None = None  # (top, left, height, width) read by the model; saved in its config
     holdout: float = 0.05  # share of the normal images kept out of training to calibrate scores
-    flip: bool = True  # faces are left-right symmetric: mirrored copies are normal too
+    flip: bool = True  # mirrored normal images are normal too (faces, most objects)
     limit: int | None = None  # train on N images spread over the set only (quick runs, tests)
-    seed: int = 0
+    seed: int = 0  # weights, order and augmentation all follow it: runs repeat exactly
     model: dict = field(default_factory=dict)  # architecture options: widths, latent_dim, ...
-    test: str | None = None
-    labels: str | None = None
-    sources: str | None = None
-    resume: bool = False
-    overwrite: bool = False
+    test: str | None = None  # a labelled test set, evaluated after the last epoch
+    labels: str | None = None  # its 0/1 labels
+    sources: str | None = None  # its per-image sources, for per-source ROC-AUC
+    resume: bool = False  # continue the unfinished run in `out`, with its own settings
+    overwrite: bool = False  # replace the checkpoint in `out`
     command: str | None = None  # the command line, recorded in the model card
 
 
@@ -62,14 +55,6 @@ class Objective(nn.Module):
 
     def forward(self, x):
         return self.model.loss(x)
-
-
-def pick_device(local_rank=0):
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def setup_distributed():
@@ -110,30 +95,30 @@ def train(cfg):
 
 def _train(cfg, rank, world, local_rank):
     device = pick_device(local_rank)
-    out = Path(cfg.out)
+    if not cfg.out or not (cfg.resume or cfg.arch and cfg.data):
+        raise InputError("training needs an architecture (--arch), the normal images (--data) and "
+                         "a folder to write (--out); --resume needs only --out")
     if rank == 0:
-        _remove_leftovers(out)
-    state = _read_state(out) if cfg.resume else None
+        checkpoint.remove_leftovers(cfg.out)
+    state = checkpoint.read_resume_state(cfg.out) if cfg.resume else None
     if state is not None:  # continue with the settings the run started with
         cfg = TrainConfig(**{**state["train_config"], "out": cfg.out, "resume": True, "overwrite": False})
-    images = load_array(cfg.data)
+    images, _ = load_images(cfg.data)
     if cfg.limit and cfg.limit < len(images):  # spread out: HW8-style files may be sorted by pose
         images = images[np.linspace(0, len(images) - 1, cfg.limit).round().astype(int)]
     if len(images) < 2:
         raise InputError(f"{cfg.data}: {len(images)} image(s); training needs at least 2")
     train_idx, holdout_idx = split_holdout(len(images), cfg.holdout, cfg.seed)
-    if cfg.test:
-        test_set = _load_test_set(cfg)  # fail on bad test files now, not after hours of training
+    # fail on bad test files now, not after hours of training
+    test_set = load_test_set(cfg.test, cfg.labels, cfg.sources) if cfg.test else None
 
     if state is None:
-        _check_out_folder(out, cfg)
+        checkpoint.prepare_output(cfg.out, cfg.overwrite)
         torch.manual_seed(cfg.seed)  # the initial weights
         model = create_model(cfg.arch, crop=cfg.crop, **cfg.model)
         start_epoch, history = 0, []
     else:
-        model = create_model(state["config"].pop("architecture"), **state["config"])
-        model.load_state_dict(state["model"], strict=True)
-        start_epoch, history = state["epoch"], state["history"]
+        model, start_epoch, history = state["model"], state["epoch"], state["history"]
     model.to(device)
     objective = Objective(model)
     if world > 1:
@@ -192,135 +177,18 @@ def _train(cfg, rank, world, local_rank):
             tqdm.write(f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}: train loss {running:.4f}, "
                        f"held-out loss {held_out_loss:.4f}")
             finished = epoch + 1 == cfg.epochs
-            metrics = _evaluate(model, test_set) if finished and cfg.test else None
-            save_checkpoint(model, out, cfg, history, metrics,
-                            optimizer=None if finished else optimizer)
+            metrics = _evaluate(model, test_set) if finished and test_set else None
+            run = {"config": asdict(cfg), "history": history, "epochs_done": len(history),
+                   "finished": finished}
+            resume_state = None if finished else {"optimizer": optimizer, "train_config": asdict(cfg),
+                                                  "history": history}
+            checkpoint.save(model, cfg.out, run, metrics, resume_state)
         if world > 1:
             dist.barrier()
     return model
 
 
-def _load_test_set(cfg):
-    if not cfg.labels:
-        raise InputError("--test needs --labels (0 = normal, 1 = anomaly per test image)")
-    images = load_array(cfg.test)
-    labels, sources = load_labels(cfg.labels, [str(i) for i in range(len(images))])
-    if cfg.sources:
-        sources = load_sources(cfg.sources, len(images))
-    return images, labels, sources
-
-
 def _evaluate(model, test_set):
-    images, labels, sources = test_set
-    return {"roc_auc": auc_by_source(labels, anomaly_scores(model, images, desc="test set"), sources),
-            "test_images": len(images)}
-
-
-def _check_out_folder(out, cfg):
-    if out.exists() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise InputError(f"{out}: folder exists and is not empty; pass --resume to continue the "
-                             "run saved there or --overwrite to replace it")
-        if not (out / "config.json").is_file():
-            raise InputError(f"{out}: --overwrite replaces checkpoint folders only, and this folder "
-                             "holds no config.json; choose another --out")
-        shutil.rmtree(out)
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(model, out, cfg, history, metrics=None, optimizer=None):
-    """Write the checkpoint folder so that a kill at any moment leaves a loadable one.
-
-    Every file is replaced atomically. A new folder is built aside and renamed into place. The
-    resume state holds weights, optimizer and epoch in one file, so it is never out of step.
-    """
-    out = Path(out)
-    fresh = not out.exists()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))  # same disk: renames
-    os.chmod(staging, 0o777 & ~current_umask())
-    try:
-        if optimizer is not None:
-            _write_state(staging / STATE_FILE, model, optimizer, cfg, history)
-        model.save_pretrained(staging, config=model.config)  # model.safetensors, config.json
-        training = {"config": _jsonable(asdict(cfg)), "history": history,
-                    "epochs_done": len(history), "finished": optimizer is None}
-        write_json(staging / TRAINING_FILE, training)
-        if metrics is not None:
-            write_json(staging / METRICS_FILE, metrics)
-        write_text(staging / "README.md", model_card(model, metrics, training))
-        for path in staging.iterdir():  # some writers make 0600 files; checkpoints are for sharing
-            os.chmod(path, 0o666 & ~current_umask())
-        if fresh:
-            os.replace(staging, out)
-            return
-        # resume state first: it alone decides where --resume continues
-        for name in [STATE_FILE, "model.safetensors", "config.json", TRAINING_FILE, METRICS_FILE,
-                     "README.md"]:
-            if (staging / name).exists():
-                os.replace(staging / name, out / name)
-        if optimizer is None:
-            (out / STATE_FILE).unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _remove_leftovers(out):
-    """Staging folders and temporary files that a killed run left beside or in `out`."""
-    for stale in out.parent.glob(f".{out.name}.*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    for stale in out.glob(".*.tmp") if out.is_dir() else []:
-        stale.unlink(missing_ok=True)
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=list))
-
-
-def _write_state(path, model, optimizer, cfg, history):
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    optimizer_state = optimizer.state_dict()
-    scalars = {}
-    for index, values in optimizer_state["state"].items():
-        for key, value in values.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{index}.{key}"] = value
-    metadata = {"config": json.dumps(model.config, default=list), "epoch": str(len(history)),
-                "train_config": json.dumps(_jsonable(asdict(cfg))),
-                "history": json.dumps(history), "param_groups": json.dumps(optimizer_state["param_groups"]),
-                "optimizer_scalars": json.dumps(scalars)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-
-
-def _read_state(out):
-    """What --resume needs, read from safetensors (never unpickled)."""
-    path = out / STATE_FILE
-    if not path.is_file():
-        if (out / "model.safetensors").is_file():
-            raise InputError(f"{out}: this run already finished (no {STATE_FILE} left to resume "
-                             "from); train into a new folder, or pass --overwrite to start again")
-        raise InputError(f"{out}: nothing to resume (no {STATE_FILE}); train without --resume first")
-    try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata()
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise InputError(f"{path}: resume state is unreadable ({e})") from None
-    optimizer = {"state": {}, "param_groups": json.loads(metadata["param_groups"])}
-    for name, value in tensors.items():
-        if name.startswith("optimizer."):
-            _, index, key = name.split(".", 2)
-            optimizer["state"].setdefault(int(index), {})[key] = value
-    for name, value in json.loads(metadata["optimizer_scalars"]).items():
-        index, key = name.split(".", 1)
-        optimizer["state"].setdefault(int(index), {})[key] = value
-    return {"config": json.loads(metadata["config"]), "epoch": int(metadata["epoch"]),
-            "train_config": json.loads(metadata["train_config"]),
-            "history": json.loads(metadata["history"]), "optimizer": optimizer,
-            "model": {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}}
-
+    scores = anomaly_scores(model, test_set.images, desc="test set")
+    return {"roc_auc": auc_by_source(test_set.labels, scores, test_set.sources),
+            "test_images": len(test_set.images)}

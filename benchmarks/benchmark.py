@@ -23,14 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from ad.data import load_array, load_labels, load_sources  # noqa: E402
+from ad import checkpoint  # noqa: E402
+from ad.data import load_array, load_test_set  # noqa: E402
 from ad.evaluation import auc_by_source, rank_average, roc_auc  # noqa: E402
 from ad.files import write_json  # noqa: E402
 from ad.scoring import anomaly_scores  # noqa: E402
-from ad.ui.zoo import load_zoo, model_sources  # noqa: E402
 from benchmarks.readme import markdown_table, replace_section  # noqa: E402
 from benchmarks.references import RECIPES, png_size_scores, reference_scores, train_reference  # noqa: E402
-from benchmarks.speed import FULL_HW8_TEST_SET, one_image_ms  # noqa: E402
+from benchmarks.speed import FULL_HW8_TEST_SET  # noqa: E402
 
 REFERENCE_RESULTS = ROOT / "benchmarks" / "reference_results.json"
 SOURCE_NAMES = {"1": "UTKFace", "2": "CIFAR-10", "shuffled": "shuffled faces"}  # faces-dev's ids
@@ -69,10 +69,11 @@ def main():
     data = Path(args.data)
 
     train = load_array(data / "trainingset.npy")
-    test = np.asarray(load_array(data / "testingset.npy"))
-    labels, _ = load_labels(data / "testing_labels.npy", [str(i) for i in range(len(test))])
-    sources = load_sources(data / "testing_sources.npy", len(test)).astype(str) \
-        if (data / "testing_sources.npy").exists() else np.full(len(test), "anomaly")
+    sources_file = data / "testing_sources.npy"
+    test_set = load_test_set(data / "testingset.npy", data / "testing_labels.npy",
+                             sources_file if sources_file.exists() else None)
+    test, labels = np.asarray(test_set.images), test_set.labels
+    sources = test_set.sources.astype(str) if test_set.sources is not None else np.full(len(test), "anomaly")
     normal = test[labels == 0]
     extra = shuffled_faces(normal[: len(normal) // 2])
     test = np.concatenate([test, extra])
@@ -86,17 +87,14 @@ def main():
         result["overall"] = roc_auc(labels[hw8], scores[hw8])
         return result
 
-    zoo = load_zoo(model_sources(args.checkpoints, hub_ids=""), device="cpu")
-
     rows, shipped_scores = [], {}
-    for name, model in zoo.models.items():
+    for name, folder in checkpoint.find(args.checkpoints).items():
+        model = checkpoint.load(folder)
         scores, throughput = timed_scores(lambda x, model=model: anomaly_scores(model, x), test)
         shipped_scores[name] = scores
-        training = json.loads((Path(args.checkpoints) / name / "training.json").read_text())
         rows.append({"detector": f"**{name}** (shipped)", "auc": accuracy(scores),
-                     "params": model.parameter_count(), "size_mb": folder_mb(Path(args.checkpoints) / name),
-                     "train_s": training["history"][-1]["seconds"],
-                     "latency_ms": one_image_ms(model, test[0]), "throughput": throughput})
+                     "params": model.parameter_count(), "size_mb": folder_mb(folder),
+                     "train_s": model.training_record["history"][-1]["seconds"], "throughput": throughput})
     if len(shipped_scores) > 1:
         rows.append({"detector": "**ensemble** of the above (mean rank)",
                      "auc": accuracy(rank_average(list(shipped_scores.values())))})
@@ -141,7 +139,7 @@ def reused_reference_rows(data, test_images):
 def format_rows(rows):
     subsets = [k for k in rows[0]["auc"] if k != "overall"]
     header = ["detector", "ROC-AUC overall"] + [f"normal vs {SOURCE_NAMES.get(k, k)}" for k in subsets] + [
-        "parameters", "checkpoint", "training", "one image in the app", "batch scoring",
+        "parameters", "checkpoint", "training", "batch scoring",
         f"{FULL_HW8_TEST_SET:,} images"]
     lines = []
     for row in rows:
@@ -149,7 +147,6 @@ def format_rows(rows):
         cells.append(f"{row['params'] / 1e6:.2f} M" if "params" in row else "-")
         cells.append(f"{row['size_mb']:.1f} MB" if "size_mb" in row else "-")
         cells.append(f"{row['train_s'] / 60:.1f} min" if "train_s" in row else "-")
-        cells.append(f"{row['latency_ms']:.0f} ms" if "latency_ms" in row else "-")
         cells.append(f"{row['throughput']:,.0f} img/s" if "throughput" in row else "-")
         cells.append(f"{FULL_HW8_TEST_SET / row['throughput']:.1f} s" if "throughput" in row else "-")
         lines.append(cells)

@@ -22,11 +22,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ad import checkpoint  # noqa: E402
 from ad.data import load_array, open_image  # noqa: E402
-from ad.scoring import anomaly_scores, default_batch_size, explain  # noqa: E402
-from ad.training import pick_device  # noqa: E402
+from ad.device import default_batch_size, pick_device  # noqa: E402
+from ad.scoring import anomaly_scores, detect  # noqa: E402
 from ad.ui import render  # noqa: E402
-from ad.ui.zoo import load_zoo, model_sources  # noqa: E402
 from benchmarks.readme import markdown_table, replace_section  # noqa: E402
 
 FULL_HW8_TEST_SET = 19_636
@@ -39,13 +39,13 @@ def one_image_ms(model, image, repeats=30):
     png = io.BytesIO()
     Image.fromarray(image).save(png, format="PNG")
 
-    def detect():
-        return render.pictures(explain(model, open_image(png.getvalue())))  # pictures on the CPU: synced
-    detect()  # warm-up
+    def detect_upload():
+        return render.pictures(detect(model, open_image(png.getvalue())))  # pictures on the CPU: synced
+    detect_upload()  # warm-up
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        detect()
+        detect_upload()
         times.append(time.perf_counter() - started)
     return 1000 * float(np.median(times))
 
@@ -76,10 +76,10 @@ def main():
     sample = np.asarray(load_array(SAMPLE_IMAGES))
     images = np.resize(sample, (FULL_HW8_TEST_SET, *sample.shape[1:]))  # tiled
 
-    zoo = load_zoo(model_sources(args.checkpoints, hub_ids=""), device=device)
+    models = {name: checkpoint.load(path, device=device) for name, path in checkpoint.find(args.checkpoints).items()}
     header = ["model", "one image in the app"] + [f"{FULL_HW8_TEST_SET:,} images, batch {b}" for b in batch_sizes]
     rows = []
-    for name, model in zoo.models.items():
+    for name, model in models.items():
         rows.append([f"**{name}**", f"{one_image_ms(model, sample[0]):.1f} ms"]
                     + [f"{full_set_seconds(model, images, b):.2f} s" for b in batch_sizes])
         print(*rows[-1], sep=" | ", flush=True)

@@ -1,4 +1,4 @@
-"""Shared fixtures: small slices of faces-dev, tiny models; environment set before any import."""
+"""Shared fixtures: images the tests make, one tiny trained model per architecture; environment first."""
 
 import os
 import socket
@@ -21,57 +21,98 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from ad.models import model_class  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FACES_DEV = Path(os.environ.get("AD_FACES_DEV", ROOT.parent / "shared" / "data" / "faces-dev"))
-NORMAL, UTKFACE, CIFAR = 0, 1, 2  # faces-dev's testing_sources.npy
+EXAMPLES = ROOT / "examples"
+SAMPLE_TESTSET = EXAMPLES / "sample_testset"
 
-# Small but real configurations, so every architecture trains in seconds on a CPU.
-TINY = {
-    "fcn": {"hidden": [64], "latent_dim": 8},
-    "cnn": {"channels": [8, 16, 32], "latent_dim": 16},
-    "vae": {"channels": [8, 16, 32], "latent_dim": 16},
-    "resnet": {"channels": [8, 16], "latent_dim": 16, "blocks_per_stage": 1},
-    "multi": {"fcn_hidden": [32], "fcn_latent_dim": 4, "channels": [8, 16, 32], "cnn_latent_dim": 12},
-    "geo": {"channels": [8, 16, 32], "view_size": 24},
-}
-
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread: the tiny models gain nothing from two, and the app serves two requests at once.
+torch.set_num_threads(1)
 
 
-def require_faces_dev():
-    if not (FACES_DEV / "trainingset.npy").is_file():
-        pytest.skip(f"faces-dev benchmark not found at {FACES_DEV} (set AD_FACES_DEV to its folder)")
+def small(arch):
+    """The architecture's own small configuration: real, and trained in seconds on a CPU."""
+    return dict(model_class(arch).small_config)
 
 
-@pytest.fixture(scope="session")
-def faces_dev():
-    require_faces_dev()
-    return FACES_DEV
+def make_images(count, kind="normal", seed=0):
+    """64x64 RGB images of two kinds the tests can tell apart.
 
-
-@pytest.fixture(scope="session")
-def train_faces(faces_dev):
-    """600 normal faces spread over the training set (it is ordered by pose)."""
-    images = np.load(faces_dev / "trainingset.npy", mmap_mode="r", allow_pickle=False)
-    return np.array(images[np.linspace(0, len(images) - 1, 600).astype(int)])
-
-
-@pytest.fixture(scope="session")
-def test_slice(faces_dev):
-    """60 images of each source: (images, labels, sources)."""
-    images = np.load(faces_dev / "testingset.npy", mmap_mode="r", allow_pickle=False)
-    sources = np.load(faces_dev / "testing_sources.npy", allow_pickle=False)
-    index = np.sort(np.concatenate([np.flatnonzero(sources == s)[:60] for s in (NORMAL, UTKFACE, CIFAR)]))
-    return np.array(images[index]), (sources[index] != NORMAL).astype(np.uint8), sources[index]
+    normal: a soft disc of any bright colour, 14 to 17 px in radius, near the centre of a dark
+    frame; anomaly: stripes of the same colours at any angle, filling the frame.
+    """
+    rng = np.random.default_rng([seed, kind == "normal"])
+    yy, xx = np.mgrid[:64, :64].astype(np.float32)
+    images = np.empty((count, 64, 64, 3), np.uint8)
+    for i in range(count):
+        colour = rng.uniform(0.4, 1.0, 3)
+        if kind == "normal":
+            cy, cx = 32 + rng.normal(0, 1.5, 2)
+            mask = np.clip(rng.uniform(14, 17) - np.hypot(yy - cy, xx - cx), 0, 1)
+        else:
+            angle, period = rng.uniform(0, np.pi), rng.uniform(6, 16)
+            mask = (np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period) > 0).astype(np.float32)
+        image = 0.1 + mask[..., None] * colour + rng.normal(0, 0.02, (64, 64, 3))
+        images[i] = np.clip(image * 255, 0, 255).astype(np.uint8)
+    return images
 
 
 @pytest.fixture(scope="session")
-def data_files(tmp_path_factory, train_faces, test_slice):
-    """The slices written as HW8-layout files, as users have them."""
+def normal_images():
+    return make_images(400, "normal")
+
+
+@pytest.fixture(scope="session")
+def test_images():
+    """(images, labels, sources): 40 unseen normal images, then 40 anomalies."""
+    images = np.concatenate([make_images(40, "normal", seed=1), make_images(40, "anomaly", seed=1)])
+    labels = np.repeat([0, 1], 40).astype(np.uint8)
+    return images, labels, np.where(labels == 1, "stripes", "disc")
+
+
+@pytest.fixture(scope="session")
+def data_files(tmp_path_factory, normal_images, test_images):
+    """The images written as HW8-layout files, as users have them."""
     folder = tmp_path_factory.mktemp("hw8")
-    np.save(folder / "trainingset.npy", train_faces)
-    images, labels, sources = test_slice
+    np.save(folder / "trainingset.npy", normal_images)
+    images, labels, sources = test_images
     np.save(folder / "testingset.npy", images)
     np.save(folder / "testing_labels.npy", labels)
     np.save(folder / "testing_sources.npy", sources)
     return folder
+
+
+def train_config(data_files, out, arch="fcn", **overrides):
+    from ad.training import TrainConfig
+    settings = dict(arch=arch, data=str(data_files / "trainingset.npy"), out=str(out), epochs=3,
+                    batch_size=32, lr=3e-3, warmup_steps=5, model=small(arch), holdout=0.1)
+    return TrainConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="session")
+def trained(data_files, tmp_path_factory):
+    """trained(arch) -> the checkpoint folder of a small model trained on the normal images
+    (once per architecture and session), evaluated on the test images."""
+    from ad.training import train
+    folders = {}
+
+    def get(arch):
+        if arch not in folders:
+            out = tmp_path_factory.mktemp("trained") / arch
+            train(train_config(data_files, out, arch, test=str(data_files / "testingset.npy"),
+                               labels=str(data_files / "testing_labels.npy"),
+                               sources=str(data_files / "testing_sources.npy")))
+            folders[arch] = out
+        return folders[arch]
+    return get
+
+
+@pytest.fixture(scope="session")
+def faces_dev():
+    """The face benchmark: only the tests of benchmark quality read it."""
+    if not (FACES_DEV / "trainingset.npy").is_file():
+        pytest.skip(f"the faces-dev benchmark is not at {FACES_DEV}: these tests measure the shipped "
+                    "checkpoints on it (set AD_FACES_DEV to its folder)")
+    return FACES_DEV

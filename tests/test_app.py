@@ -3,9 +3,8 @@
 import json
 import shutil
 import socket
-import subprocess
-import threading
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,13 @@ import pytest
 from PIL import Image
 
 from ad import list_models
+from ad.cli import main
+from ad.scoring import verdict
 from ad.ui.tabs import build_demo
 from ad.ui.zoo import load_zoo, model_sources
-from conftest import CIFAR, NORMAL, ROOT
+from conftest import EXAMPLES, ROOT, SAMPLE_TESTSET
+
+NORMAL, CIFAR = "normal_celeba", "anomaly_cifar10"
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -44,22 +47,13 @@ def client(app_url):
 
 
 @pytest.fixture(scope="module")
-def pngs(test_slice, tmp_path_factory):
-    """Five normal faces and five CIFAR-10 images from faces-dev, as PNG files."""
-    images, _, sources = test_slice
-    folder = tmp_path_factory.mktemp("pngs")
-    paths = {}
-    for source in (NORMAL, CIFAR):
-        paths[source] = []
-        for i, index in enumerate(np.flatnonzero(sources == source)[:5]):
-            path = folder / f"{source}_{i}.png"
-            Image.fromarray(images[index]).save(path)
-            paths[source].append(str(path))
-    return paths
+def pngs():
+    """The bundled examples: five normal faces and five CIFAR-10 images, as PNG files."""
+    return {kind: [str(EXAMPLES / "images" / f"{kind}_{i}.png") for i in range(1, 6)] for kind in (NORMAL, CIFAR)}
 
 
 def test_the_shipped_checkpoints_all_load():
-    zoo = load_zoo(model_sources())
+    zoo = load_zoo(model_sources(ROOT / "checkpoints"))
     assert not zoo.errors
     assert list(zoo.models) == list_models()
 
@@ -73,7 +67,8 @@ def test_detect_scores_cifar_images_above_normal_faces(client, pngs):
         for picture in (seen, reconstruction, heat, overlay):
             with Image.open(picture) as image:
                 assert image.format == "PNG" and image.size == (256, 256)
-        assert details["verdict"] in summary.lower() and 0 <= details["percentile"] <= 100
+        assert details["verdict"] == verdict(details["percentile"], 99.0)
+        assert details["verdict"].upper() in summary and 0 <= details["percentile"] <= 100
         return details["score"]
 
     normal = np.mean([score(p) for p in pngs[NORMAL]])
@@ -86,7 +81,7 @@ def test_detect_verdict_follows_the_threshold(client, pngs):
     low = client.predict(handle_file(pngs[CIFAR][0]), "fcn", 50.0, api_name="/detect")[5]
     high = client.predict(handle_file(pngs[CIFAR][0]), "fcn", 99.9, api_name="/detect")[5]
     assert low["score"] == high["score"] and low["threshold_score"] < high["threshold_score"]
-    assert low["verdict"] == ("anomalous" if low["percentile"] > 50 else "normal")
+    assert (low["verdict"], high["verdict"]) == (verdict(low["percentile"], 50), verdict(high["percentile"], 99.9))
 
 
 def test_compare_returns_every_architecture_and_an_ensemble(client, pngs):
@@ -99,23 +94,19 @@ def test_compare_returns_every_architecture_and_an_ensemble(client, pngs):
     assert ensemble == pytest.approx(np.mean([row[2] for row in table["data"][:-1]]), abs=0.01)
 
 
-def test_evaluate_matches_the_command_line(client, data_files):
+def test_evaluate_matches_the_command_line(client, capsys):
     from gradio_client import handle_file
-    table, roc, histograms, files = client.predict(
-        "upload", handle_file(str(data_files / "testingset.npy")),
-        handle_file(str(data_files / "testing_labels.npy")),
-        handle_file(str(data_files / "testing_sources.npy")), ["fcn", "cnn"], api_name="/evaluate")
+    files = [SAMPLE_TESTSET / name for name in ("testingset.npy", "testing_labels.npy", "testing_sources.npy")]
+    table, roc, histograms, submissions = client.predict(
+        "upload", *[handle_file(str(f)) for f in files], ["fcn", "cnn"], api_name="/evaluate")
     rows = {row[0]: row for row in table["value"]["data"]}
-    cli = subprocess.run(
-        [sys.executable, "-m", "ad", "evaluate", "--checkpoint", "checkpoints/fcn", "checkpoints/cnn",
-         "--images", str(data_files / "testingset.npy"), "--labels", str(data_files / "testing_labels.npy"),
-         "--sources", str(data_files / "testing_sources.npy"), "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
-    expected = json.loads(cli.stdout)
+    main(["evaluate", "--checkpoint", str(ROOT / "checkpoints" / "fcn"), str(ROOT / "checkpoints" / "cnn"),
+          "--images", str(files[0]), "--labels", str(files[1]), "--sources", str(files[2]), "--json"])
+    expected = json.loads(capsys.readouterr().out)
     for name in ("fcn", "cnn"):
-        assert rows[name][1:] == pytest.approx([round(expected[name][k], 4) for k in ("overall", "1", "2")])
+        assert rows[name][1:] == pytest.approx([round(expected[name][k], 4) for k in ("overall", "cifar10", "utkface")])
     assert rows["ensemble (rank mean)"][1] == pytest.approx(expected["ensemble"]["overall"], abs=1e-4)
-    assert len(files) == 3 and all(Path(f).read_text().startswith("ID,score\n") for f in files)
+    assert len(submissions) == 3 and all(Path(f).read_text().startswith("ID,score\n") for f in submissions)
 
 
 def test_evaluate_on_the_bundled_sample(client):
@@ -125,12 +116,12 @@ def test_evaluate_on_the_bundled_sample(client):
     assert len(table["value"]["data"]) == len(list_models()) + 1
 
 
-def test_evaluate_reports_mismatched_labels(client, data_files, tmp_path):
+def test_evaluate_reports_mismatched_labels(client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
     np.save(tmp_path / "short.npy", np.zeros(5, np.uint8))
-    with pytest.raises(AppError, match="5 labels for 180 images"):
-        client.predict("upload", handle_file(str(data_files / "testingset.npy")),
+    with pytest.raises(AppError, match="5 labels for 240 images"):
+        client.predict("upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")),
                        handle_file(str(tmp_path / "short.npy")), None, ["fcn"], api_name="/evaluate")
 
 
@@ -161,7 +152,7 @@ def test_a_broken_checkpoint_is_reported_and_the_others_keep_working(tmp_path, p
     (tmp_path / "broken" / "config.json").write_text('{"architecture": "fcn"}')
     zoo = load_zoo(model_sources(tmp_path, hub_ids=""))
     assert list(zoo.models) == ["fcn"] and "no model.safetensors" in zoo.errors["broken"]
-    demo = build_demo(zoo)
+    demo = build_demo(zoo)  # no examples, no sample test set: the app still builds
     assert "no model.safetensors" in str(demo.get_config_file())
     from ad.ui.handlers import Handlers
     assert Handlers(zoo).detect(pngs[NORMAL][0], "fcn")[5]["score"] > 0

@@ -1,7 +1,8 @@
-"""The command line: train.py, `python -m ad score / evaluate`, and clean failures."""
+"""The command line: train.py and `python -m ad score / evaluate / calibrate`, in-process and end to end."""
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -10,64 +11,112 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from ad import load_model
+from ad.cli import main
 from ad.scoring import anomaly_scores
 from conftest import ROOT
 
 
-def run(*args, check=True):
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
+def run(argv, capsys):
+    """main(argv) in this process: (exit status, stdout, stderr)."""
+    capsys.readouterr()  # what came before (a fixture's training log) is not this command's
+    try:
+        main(argv)
+        status = 0
+    except SystemExit as e:
+        status = e.code
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
-@pytest.fixture(scope="module")
-def checkpoint(data_files, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "fcn"
-    run("train.py", "--arch", "fcn", "--data", str(data_files / "trainingset.npy"), "--out", str(out),
-        "--epochs", "2", "--batch-size", "32", "--set", "hidden=[64]", "--set", "latent_dim=8",
-        "--crop", "8,8,48,48")
-    return out
+def test_train_writes_a_checkpoint_with_the_options_given(data_files, tmp_path, capsys):
+    status, _, err = run(["train", "--arch", "fcn", "--data", str(data_files / "trainingset.npy"),
+                          "--out", str(tmp_path / "fcn"), "--epochs", "1", "--batch-size", "32",
+                          "--set", "hidden=[64]", "--set", "latent_dim=8", "--crop", "8,8,48,48"], capsys)
+    assert status == 0, err
+    model = load_model(tmp_path / "fcn")
+    assert model.crop == (8, 8, 48, 48) and model.config["hidden"] == [64]
+    config = model.training_record["config"]
+    assert config["epochs"] == 1 and config["lr"] == 2e-3  # the TrainConfig default
+    assert "--crop 8,8,48,48" in config["command"]
 
 
-def test_score_writes_the_kaggle_submission(checkpoint, data_files, tmp_path):
-    run("-m", "ad", "score", "--checkpoint", str(checkpoint), "--images",
-        str(data_files / "testingset.npy"), "--out", str(tmp_path / "submission.csv"))
+def test_resume_names_the_flags_it_ignores(data_files, tmp_path, capsys):
+    out = tmp_path / "fcn"
+    base = ["train", "--arch", "fcn", "--data", str(data_files / "trainingset.npy"), "--out", str(out),
+            "--batch-size", "32", "--set", "hidden=[64]", "--set", "latent_dim=8"]
+    assert run(base + ["--epochs", "1"], capsys)[0] == 0
+    status, _, err = run(["train", "--out", str(out), "--resume", "--epochs", "5", "--lr", "0.1"], capsys)
+    assert status == 2 and "already finished" in err
+    assert "ignoring --epochs 5 (the run has 1), --lr 0.1 (the run has 0.002)" in err
+
+
+def test_score_writes_the_kaggle_submission(trained, data_files, tmp_path, capsys):
+    status, out, _ = run(["score", "--checkpoint", str(trained("fcn")), "--images",
+                          str(data_files / "testingset.npy"), "--out", str(tmp_path / "submission.csv")], capsys)
+    assert status == 0 and "wrote 80 scores" in out
     rows = list(csv.reader(open(tmp_path / "submission.csv")))
     images = np.load(data_files / "testingset.npy")
     assert rows[0] == ["ID", "score"] and len(rows) == len(images) + 1
-    expected = anomaly_scores(load_model(checkpoint), images)
+    expected = anomaly_scores(load_model(trained("fcn")), images)
     np.testing.assert_allclose([float(r[1]) for r in rows[1:]], expected, rtol=1e-6)
 
 
-def test_evaluate_reports_sklearn_auc_per_source(checkpoint, data_files):
-    result = run("-m", "ad", "evaluate", "--checkpoint", str(checkpoint), "--images",
-                 str(data_files / "testingset.npy"), "--labels", str(data_files / "testing_labels.npy"),
-                 "--sources", str(data_files / "testing_sources.npy"), "--json")
-    auc = json.loads(result.stdout)["fcn"]
-    images = np.load(data_files / "testingset.npy")
-    labels = np.load(data_files / "testing_labels.npy")
-    assert auc["overall"] == pytest.approx(roc_auc_score(labels, anomaly_scores(load_model(checkpoint), images)))
-    assert set(auc) == {"overall", "1", "2"}
+def test_evaluate_reports_sklearn_auc_per_source_and_an_ensemble(trained, data_files, capsys):
+    folders = [str(trained("fcn")), str(trained("geo"))]
+    status, out, err = run(["evaluate", "--checkpoint", *folders, "--images", str(data_files / "testingset.npy"),
+                          "--labels", str(data_files / "testing_labels.npy"),
+                          "--sources", str(data_files / "testing_sources.npy"), "--json"], capsys)
+    assert status == 0, err
+    results = json.loads(out)
+    images, labels = np.load(data_files / "testingset.npy"), np.load(data_files / "testing_labels.npy")
+    expected = roc_auc_score(labels, anomaly_scores(load_model(folders[0]), images))
+    assert results["fcn"]["overall"] == pytest.approx(expected)
+    assert set(results) == {"fcn", "geo", "ensemble"} and set(results["geo"]) == {"overall", "stripes"}
+    status, table, _ = run(["evaluate", "--checkpoint", *folders, "--images", str(data_files / "testingset.npy"),
+                            "--labels", str(data_files / "testing_labels.npy")], capsys)
+    assert status == 0 and all(name in table for name in ("fcn", "geo", "ensemble"))
 
 
-def test_evaluate_table_includes_an_ensemble_of_several_checkpoints(checkpoint, data_files):
-    result = run("-m", "ad", "evaluate", "--checkpoint", str(checkpoint), str(ROOT / "checkpoints" / "cnn"),
-                 "--images", str(data_files / "testingset.npy"),
-                 "--labels", str(data_files / "testing_labels.npy"))
-    assert "ensemble" in result.stdout and "fcn" in result.stdout and "cnn" in result.stdout
-
-
-@pytest.mark.parametrize("args, message", [
-    (["-m", "ad", "score", "--checkpoint", "no/such-model", "--images", "x.npy", "--out", "o.csv"],
-     "no/such-model"),
-    (["-m", "ad", "score", "--checkpoint", "checkpoints/fcn", "--images", "missing.npy", "--out", "o.csv"],
+@pytest.mark.parametrize("argv, message", [
+    (["score", "--checkpoint", "no/such-model", "--images", "x.npy", "--out", "o.csv"], "no/such-model"),
+    (["score", "--checkpoint", "checkpoints/fcn", "--images", "missing.npy", "--out", "o.csv"],
      "missing.npy: no such file"),
-    (["train.py", "--arch", "fcn", "--data", "README.md", "--out", "/tmp/never"], "README.md: not an .npy file"),
+    (["train", "--arch", "fcn", "--data", "README.md", "--out", "never"], "unsupported file type '.md'"),
+    (["train", "--out", "never"], "needs an architecture (--arch)"),
+    (["train", "--arch", "fcn", "--data", "x.npy", "--out", "never", "--epochs", "0"], "--epochs must be"),
+    (["evaluate", "--checkpoint", "checkpoints/fcn", "--images", "examples/sample_testset/testingset.npy",
+      "--labels", "README.md"], "labels must be a .npy or a .csv"),
 ])
-def test_bad_input_exits_non_zero_with_a_message_and_no_traceback(args, message):
-    result = run(*args, check=False)
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_input_exits_2_with_a_message_and_no_traceback(argv, message, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    status, _, err = run(argv, capsys)
+    assert status == 2 and err.startswith("error: ") and message in err
+
+
+def test_an_unwritable_output_exits_1_without_a_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    (tmp_path / "file").write_text("x")
+    status, _, err = run(["score", "--checkpoint", "checkpoints/fcn", "--images",
+                          "examples/images/normal_celeba_1.png", "--out", str(tmp_path / "file" / "sub.csv")],
+                         capsys)
+    assert status == 1 and err.startswith("error: ")
+
+
+def test_each_command_runs_end_to_end_as_a_program(trained, data_files, tmp_path):
+    def program(*args):
+        return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+    folder = tmp_path / "fcn"
+    shutil.copytree(trained("fcn"), folder)
+    test = ["--images", str(data_files / "testingset.npy")]
+    score = program("-m", "ad", "score", "--checkpoint", str(folder), *test, "--out", str(tmp_path / "s.csv"))
+    assert score.returncode == 0 and (tmp_path / "s.csv").read_text().startswith("ID,score\n"), score.stderr
+    evaluate = program("-m", "ad", "evaluate", "--checkpoint", str(folder), *test, "--labels",
+                       str(data_files / "testing_labels.npy"), "--json")
+    assert evaluate.returncode == 0 and json.loads(evaluate.stdout)["fcn"]["overall"] > 0.9, evaluate.stderr
+    calibrate = program("-m", "ad", "calibrate", "--checkpoint", str(folder), "--images",
+                        str(data_files / "trainingset.npy"))
+    assert calibrate.returncode == 0 and "calibrated" in calibrate.stdout, calibrate.stderr
+    bad = program("train.py", "--arch", "fcn", "--data", "README.md", "--out", str(tmp_path / "never"))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr

@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ad.data import (InputError, load_array, load_images, load_labels, load_sources, open_image,
-                     parse_crop, preprocess, validate_images)
+from ad import InputError
+from ad.data import (load_array, load_images, load_labels, load_sources, load_test_set, open_image, parse_crop,
+                     preprocess, validate_images)
 
 
 def png_bytes(image, format="PNG", **kwargs):
@@ -66,10 +67,16 @@ def test_truncated_npy_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "CMYK", "I;16", "1"])
-def test_any_image_mode_becomes_64x64_rgb(mode):
-    image = Image.new("RGB", (200, 120), (200, 30, 30)).convert(mode)
-    array = open_image(png_bytes(image, "TIFF" if mode == "CMYK" else "PNG"))
+def test_any_image_mode_becomes_64x64_rgb_of_the_same_colour(mode):
+    red = Image.new("RGB", (200, 120), (200, 30, 30))
+    data = png_bytes(red.convert(mode), "TIFF" if mode == "CMYK" else "PNG")
+    array = open_image(data)
     assert array.shape == (64, 64, 3) and array.dtype == np.uint8
+    # the mean colour the file holds (palette and 1-bit modes dither)
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).reshape(-1, 3).mean(axis=0)
+    if mode in ("RGB", "RGBA", "P", "CMYK"):
+        assert abs(expected[0] - 200) < 5 and expected[1] < 35  # still red
+    np.testing.assert_allclose(array.reshape(-1, 3).mean(axis=0), expected, atol=2)
 
 
 def test_sixteen_bit_grey_is_scaled_not_clipped():
@@ -201,3 +208,25 @@ def test_a_crop_read_at_its_own_size_keeps_its_pixels_exactly():
 def test_bad_crop_boxes_are_refused(text):
     with pytest.raises(InputError, match="crop"):
         parse_crop(text)
+
+
+def test_a_test_set_loads_from_a_folder_with_labels_and_sources_by_file_name(tmp_path):
+    folder = tmp_path / "test"
+    folder.mkdir()
+    for name, colour in {"b.png": (0, 0, 255), "a.png": (255, 0, 0), "c.png": (0, 255, 0)}.items():
+        Image.new("RGB", (70, 70), colour).save(folder / name)
+    (tmp_path / "labels.csv").write_text("filename,label,source\nc.png,1,green\na.png,0,red\nb.png,1,blue\n")
+    test_set = load_test_set(folder, tmp_path / "labels.csv")
+    assert test_set.names == ["a.png", "b.png", "c.png"] and test_set.labels.tolist() == [0, 1, 1]
+    assert test_set.sources.tolist() == ["red", "blue", "green"] and test_set.images.shape == (3, 64, 64, 3)
+    np.save(tmp_path / "sources.npy", np.array([5, 6, 7]))
+    assert load_test_set(folder, tmp_path / "labels.csv", tmp_path / "sources.npy").sources.tolist() == [5, 6, 7]
+
+
+def test_a_test_set_needs_labels_of_both_kinds(tmp_path):
+    np.save(tmp_path / "images.npy", np.zeros((3, 64, 64, 3), np.uint8))
+    np.save(tmp_path / "labels.npy", np.ones(3, np.uint8))
+    with pytest.raises(InputError, match="needs labels"):
+        load_test_set(tmp_path / "images.npy", None)
+    with pytest.raises(InputError, match="every image has label 1; ROC-AUC needs both"):
+        load_test_set(tmp_path / "images.npy", tmp_path / "labels.npy")

@@ -1,4 +1,4 @@
-"""ad.hub against a Hub stand-in on 127.0.0.1: push, pull by id, offline cache, clean failures, cards."""
+"""ad.hub and ad.checkpoint.push against a Hub stand-in on 127.0.0.1: push, pull by id, offline, cards."""
 
 import hashlib
 import os
@@ -8,9 +8,11 @@ import sys
 import pytest
 import torch
 
-from ad import InputError, load_model
+from ad import InputError, checkpoint, load_model
+from ad.cli import main
+from ad.models import Detector
 from ad.ui.zoo import load_zoo
-from conftest import HUB_PORT, ROOT, TINY
+from conftest import HUB_PORT, ROOT
 from hub_server import VALID_TOKEN, FakeHub
 
 
@@ -22,19 +24,16 @@ def hub():
 
 
 @pytest.fixture(scope="module")
-def pushed(hub, data_files, tmp_path_factory):
-    """train.py --push-to-hub: the local folder and the repo id it was pushed to."""
-    out = tmp_path_factory.mktemp("push") / "fcn"
-    result = run_cli("train.py", "--arch", "fcn", "--data", str(data_files / "trainingset.npy"),
-                     "--out", str(out), "--epochs", "1", "--batch-size", "32",
-                     "--set", f"hidden={TINY['fcn']['hidden']}", "--set", "latent_dim=8",
-                     "--push-to-hub", "user/hw8-fcn", token=VALID_TOKEN)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return out, "user/hw8-fcn"
+def pushed(hub, trained):
+    """A trained checkpoint folder and the repo id it was pushed to."""
+    folder = trained("fcn")
+    checkpoint.push(folder, "user/hw8-fcn", token=VALID_TOKEN)
+    return folder, "user/hw8-fcn"
 
 
 def run_cli(*args, token=None, offline=False):
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
+    env["OMP_NUM_THREADS"] = "1"
     if token:
         env["HF_TOKEN"] = token
     if offline:
@@ -47,30 +46,38 @@ def folder_digest(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def test_pushed_model_pulls_by_id_and_gives_identical_outputs(pushed, hub, train_faces):
+def test_pushed_model_pulls_by_id_and_gives_identical_outputs(pushed, hub, normal_images):
     folder, repo = pushed
     files = hub.repos[repo]["branches"]["main"]["files"]
-    assert {"config.json", "model.safetensors", "README.md", "training.json"} <= set(files)
-    local, remote = load_model(folder), load_model(repo)
-    x = local.preprocess(train_faces[:8])
+    assert {"config.json", "model.safetensors", "README.md", "training.json", "metrics.json"} <= set(files)
+    local, remote, mixin = load_model(folder), load_model(repo), Detector.from_pretrained(repo)
+    x = local.preprocess(normal_images[:8])
     with torch.no_grad():
-        assert torch.equal(local(x), remote(x))
+        assert torch.equal(local(x), remote(x)) and torch.equal(local(x), mixin(x))
     assert torch.equal(local.normal_score_quantiles, remote.normal_score_quantiles)
+    assert remote.metrics == local.metrics
 
 
-def test_push_command_to_a_branch(pushed, hub):
-    folder, _ = pushed
-    result = run_cli("-m", "ad", "push", "--checkpoint", str(folder), "--repo", "user/hw8-branch",
-                     "--revision", "v1", token=VALID_TOKEN)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "model.safetensors" in hub.repos["user/hw8-branch"]["branches"]["v1"]["files"]
+def test_train_pushes_when_asked(hub, data_files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    main(["train", "--arch", "fcn", "--data", str(data_files / "trainingset.npy"), "--out", str(tmp_path / "fcn"),
+          "--epochs", "1", "--batch-size", "32", "--set", "hidden=[64]", "--set", "latent_dim=8",
+          "--push-to-hub", "user/trained-and-pushed", "--revision", "v1"])
+    assert "model.safetensors" in hub.repos["user/trained-and-pushed"]["branches"]["v1"]["files"]
+
+
+def test_a_folder_that_would_not_load_is_never_pushed(hub, tmp_path):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text('{"architecture": "fcn"}')
+    with pytest.raises(InputError, match="no model.safetensors"):
+        checkpoint.push(tmp_path / "half", "user/half", token=VALID_TOKEN)
+    assert "user/half" not in hub.repos
 
 
 def test_a_push_with_a_bad_token_fails_cleanly_and_keeps_the_checkpoint(pushed, hub):
     folder, _ = pushed
     before = folder_digest(folder)
-    result = run_cli("-m", "ad", "push", "--checkpoint", str(folder), "--repo", "user/other",
-                     token="hf_wrong")
+    result = run_cli("-m", "ad", "push", "--checkpoint", str(folder), "--repo", "user/other", token="hf_wrong")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "push to user/other failed" in result.stderr and "unchanged" in result.stderr
     assert folder_digest(folder) == before and "user/other" not in hub.repos
@@ -96,8 +103,7 @@ def test_a_cached_model_loads_offline(pushed, data_files):
 
 def test_the_app_zoo_takes_hub_ids_and_reports_missing_ones(pushed):
     _, repo = pushed
-    zoo = load_zoo({"local-fcn": str(ROOT / "checkpoints" / "fcn"), repo: repo,
-                    "user/gone": "user/gone"})
+    zoo = load_zoo({"local-fcn": str(ROOT / "checkpoints" / "fcn"), repo: repo, "user/gone": "user/gone"})
     assert set(zoo.models) == {"local-fcn", repo}
     assert "no such model" in zoo.errors["user/gone"]
 

@@ -1,4 +1,4 @@
-"""Robustness: odd images, hostile archives, killed training, many app users, nothing unsafe."""
+"""Robustness: odd images, hostile archives, training killed at any moment."""
 
 import io
 import json
@@ -6,13 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import ad.data
@@ -27,21 +25,26 @@ def encoded(image, format="PNG", **kwargs):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("name, data", [
-    ("one pixel", lambda: encoded(Image.new("RGB", (1, 1), (10, 200, 30)))),
-    ("grayscale", lambda: encoded(Image.new("L", (50, 70), 90))),
-    ("palette", lambda: encoded(Image.new("RGB", (40, 40), (0, 0, 255)).convert("P"))),
-    ("palette with transparency", lambda: encoded(Image.new("RGBA", (40, 40), (0, 0, 0, 0)).convert("P"))),
-    ("CMYK JPEG", lambda: encoded(Image.new("CMYK", (80, 60), (0, 255, 255, 0)), "JPEG")),
-    ("16-bit PNG", lambda: encoded(Image.fromarray(np.full((30, 30), 60000, np.uint16)))),
-    ("animated GIF", lambda: encoded(Image.new("RGB", (32, 32), (255, 0, 0)), "GIF", save_all=True,
-                                     append_images=[Image.new("RGB", (32, 32), (0, 255, 0))], loop=0)),
-    ("BMP", lambda: encoded(Image.new("RGB", (64, 64), (1, 2, 3)), "BMP")),
-    ("WebP", lambda: encoded(Image.new("RGB", (64, 64), (1, 2, 3)), "WEBP", lossless=True)),
+RED = (255, 0, 0)
+
+
+@pytest.mark.parametrize("name, data, colour", [
+    ("one pixel", lambda: encoded(Image.new("RGB", (1, 1), (10, 200, 30))), (10, 200, 30)),
+    ("grayscale", lambda: encoded(Image.new("L", (50, 70), 90)), (90, 90, 90)),
+    ("palette", lambda: encoded(Image.new("RGB", (40, 40), (0, 0, 255)).convert("P")), (0, 0, 255)),
+    ("palette with transparency", lambda: encoded(Image.new("RGBA", (40, 40), (0, 0, 0, 0)).convert("P")),
+     (255, 255, 255)),
+    ("CMYK JPEG", lambda: encoded(Image.new("CMYK", (80, 60), (0, 255, 255, 0)), "JPEG"), RED),
+    ("16-bit PNG", lambda: encoded(Image.fromarray(np.full((30, 30), 60000, np.uint16))), (233, 233, 233)),
+    ("animated GIF", lambda: encoded(Image.new("RGB", (32, 32), RED), "GIF", save_all=True,
+                                     append_images=[Image.new("RGB", (32, 32), (0, 255, 0))], loop=0), RED),
+    ("BMP", lambda: encoded(Image.new("RGB", (64, 64), (1, 2, 3)), "BMP"), (1, 2, 3)),
+    ("WebP", lambda: encoded(Image.new("RGB", (64, 64), (1, 2, 3)), "WEBP", lossless=True), (1, 2, 3)),
 ])
-def test_unusual_but_valid_images_work(name, data):
+def test_unusual_but_valid_images_keep_their_colours(name, data, colour):
     array = open_image(data(), name=name)
     assert array.shape == (64, 64, 3) and array.dtype == np.uint8
+    np.testing.assert_allclose(array.reshape(-1, 3).mean(axis=0), colour, atol=3)
 
 
 def test_animated_gif_uses_its_first_frame():
@@ -65,14 +68,13 @@ def test_zip_with_too_many_members_is_refused(tmp_path, monkeypatch):
         load_images(tmp_path / "many.zip")
 
 
-def test_zip_bomb_is_refused_before_unpacking(tmp_path):
+def test_zip_bomb_is_refused_before_unpacking(tmp_path, monkeypatch):
+    monkeypatch.setattr(ad.data, "MAX_ZIP_BYTES", 2 * 1024**2)  # the same check as at 2 GB, smaller
     with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as archive:
-        for i in range(3):  # 3 GB of zeros, a few MB on disk
-            with archive.open(f"{i}.png", "w", force_zip64=True) as member:
-                for _ in range(1024):
-                    member.write(bytes(1024 * 1024))
-    assert (tmp_path / "bomb.zip").stat().st_size < 20 * 1024**2
-    with pytest.raises(InputError, match="unpacks to 3.0 GB"):
+        for i in range(3):  # 3 MB of zeros, a few KB on disk
+            archive.writestr(f"{i}.png", bytes(1024 * 1024))
+    assert (tmp_path / "bomb.zip").stat().st_size < 50_000
+    with pytest.raises(InputError, match="unpacks to 3 MB; at most 2 MB"):
         load_images(tmp_path / "bomb.zip")
 
 
@@ -85,16 +87,6 @@ def test_zip_member_that_lies_about_its_size_is_refused(tmp_path):
     (tmp_path / "liar.zip").write_bytes(bytes(data))
     with pytest.raises(InputError, match="corrupt"):
         load_images(tmp_path / "liar.zip")
-
-
-def test_cli_reports_an_unwritable_output_without_a_traceback(tmp_path):
-    (tmp_path / "file").write_text("x")
-    result = subprocess.run(
-        [sys.executable, "-m", "ad", "score", "--checkpoint", "checkpoints/fcn", "--images",
-         "examples/images/normal_celeba_1.png", "--out", str(tmp_path / "file" / "sub.csv")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and result.stderr.startswith("error: ")
-    assert "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------- killed training
@@ -115,8 +107,6 @@ def epochs_done(out):
 
 def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint_and_resume_finishes(data_files, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(train_command(data_files, tmp_path / "straight"), cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=300)
     out, rng = tmp_path / "killed", np.random.default_rng(0)
     for kill in range(3):
         before = epochs_done(out)
@@ -132,8 +122,7 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint_and_resume_finishes(
         assert epochs_done(out) > before
     subprocess.run(train_command(data_files, out, "--resume"), cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=300)
-    straight, resumed = load_model(tmp_path / "straight"), load_model(out)
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
-        torch.testing.assert_close(b, a, msg=name)
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "straight").iterdir())
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+    assert epochs_done(out) == 6 and load_model(out).calibrated  # (equal weights: test_training.py)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md", "config.json", "model.safetensors", "training.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["killed"]  # no leftovers beside it

@@ -1,57 +1,65 @@
-"""ad.scoring: the homework's score, batched; per-image explanations."""
+"""ad.scoring: the homework's score, batched; one image detected and explained."""
 
 import numpy as np
 import pytest
 import torch
 
-from ad import InputError, create_model
-from ad.scoring import anomaly_scores, explain
+from ad import InputError, create_model, list_models, load_model
+from ad.scoring import Detection, anomaly_scores, detect, verdict
 from ad.ui.render import DISPLAY_SIZE, heat_map, model_view
-from conftest import TINY
+from conftest import small
 
 
-def test_score_is_the_l2_norm_of_the_residual(train_faces):
-    model = create_model("cnn", **TINY["cnn"]).eval()
-    x = model.preprocess(train_faces[:10])
+def test_score_is_the_l2_norm_of_the_residual(normal_images):
+    model = create_model("cnn", **small("cnn")).eval()
+    x = model.preprocess(normal_images[:10])
     with torch.no_grad():
         expected = (x - model(x)).flatten(1).norm(dim=1).numpy()
-    np.testing.assert_allclose(anomaly_scores(model, train_faces[:10]), expected, rtol=1e-5)
+    np.testing.assert_allclose(anomaly_scores(model, normal_images[:10]), expected, rtol=1e-5)
 
 
-def test_batching_does_not_change_scores(train_faces):
-    model = create_model("fcn", **TINY["fcn"]).eval()
-    np.testing.assert_allclose(anomaly_scores(model, train_faces[:50], batch_size=7),
-                               anomaly_scores(model, train_faces[:50], batch_size=50), rtol=1e-5)
+@pytest.mark.parametrize("arch", ["fcn", "geo"])
+def test_batching_does_not_change_scores(arch, normal_images):
+    model = create_model(arch, **small(arch))  # left in training mode: scoring must switch to eval
+    np.testing.assert_allclose(anomaly_scores(model, normal_images[:50], batch_size=1),
+                               anomaly_scores(model, normal_images[:50], batch_size=50), rtol=1e-4)
 
 
-def test_progress_callback_reaches_one(train_faces):
+def test_progress_callback_reaches_one(normal_images):
     seen = []
-    anomaly_scores(create_model("fcn", **TINY["fcn"]), train_faces[:20], batch_size=8, progress=seen.append)
+    anomaly_scores(create_model("fcn", **small("fcn")), normal_images[:20], batch_size=8, progress=seen.append)
     assert seen == pytest.approx([0.4, 0.8, 1.0])
 
 
-def test_explain_returns_maps_and_a_calibrated_percentile(train_faces):
-    model = create_model("cnn", crop=[8, 8, 48, 48], **TINY["cnn"]).eval()
-    model.calibrate(anomaly_scores(model, train_faces[:100]))
-    result = explain(model, train_faces[0])
-    assert result["input"].shape == result["picture"].shape == (3, 64, 64)  # the reconstruction
-    assert result["heat"].shape == (64, 64) and 0 <= result["heat"].min() <= result["heat"].max() <= 1
-    assert result["score"] == pytest.approx(float(anomaly_scores(model, train_faces[:1])[0]), rel=1e-5)
-    assert 0 <= result["percentile"] <= 100
+@pytest.mark.parametrize("arch", list_models())
+def test_trained_models_score_anomalies_above_normal_images(arch, trained, test_images):
+    images, labels, _ = test_images
+    scores = anomaly_scores(load_model(trained(arch)), images)
+    assert scores[labels == 1].mean() > scores[labels == 0].mean()
+    assert np.median(scores[labels == 1]) > np.percentile(scores[labels == 0], 90)
 
 
-def test_geo_explains_with_its_views_and_an_evidence_map(train_faces):
-    model = create_model("geo", **TINY["geo"]).eval()
-    model.calibrate(anomaly_scores(model, train_faces[:50]))
-    result = explain(model, train_faces[0])
-    assert result["picture"].shape[0] == 3 and result["heat"].shape == (64, 64)
-    assert result["heat"].max() > 0
-    assert result["score"] == pytest.approx(float(anomaly_scores(model, train_faces[:1])[0]), rel=1e-4)
+@pytest.mark.parametrize("arch", list_models())
+def test_detect_explains_one_image_the_same_way_for_every_model(arch, trained, test_images):
+    model = load_model(trained(arch))
+    images, labels, _ = test_images
+    normal, anomaly = detect(model, images[0]), detect(model, images[-1])
+    assert isinstance(normal, Detection)
+    assert normal.input.shape[0] == normal.picture.shape[0] == 3
+    assert normal.heat.shape == tuple(normal.input.shape[1:]) and 0 <= normal.heat.min() <= normal.heat.max() <= 1
+    assert normal.score == pytest.approx(float(anomaly_scores(model, images[:1])[0]), rel=1e-4)
+    assert normal.percentile < anomaly.percentile and anomaly.verdict(99) == "anomalous"
+    percentiles = model.percentile(anomaly_scores(model, images[labels == 0]))
+    assert 20 < np.median(percentiles) < 80  # unseen normal images fall among the held-out ones
+
+
+def test_the_verdict_is_above_the_threshold_percentile():
+    assert verdict(99.5, 99) == "anomalous" and verdict(99, 99) == "normal" and verdict(60, 50) == "anomalous"
 
 
 def test_scoring_refuses_bad_arrays():
     with pytest.raises(InputError, match="expected"):
-        anomaly_scores(create_model("fcn", **TINY["fcn"]), np.zeros((3, 32, 32, 3), np.uint8))
+        anomaly_scores(create_model("fcn", **small("fcn")), np.zeros((3, 32, 32, 5), np.uint8))
 
 
 @pytest.mark.parametrize("size", [32, 64])

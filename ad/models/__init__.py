@@ -1,8 +1,15 @@
-"""The detectors (five autoencoders and a geometric self-supervised one), created by name."""
+"""The detectors, one file each, created by name; every module here but the shared ones registers one."""
 
-# Import order is the order list_models() gives: the homework's models first.
-from ad.models import fcn, cnn, vae, resnet, multi, geo  # noqa: F401, I001  (each registers itself)
-from ad.models.base import Autoencoder, Detector
-from ad.models.registry import create_model, list_models, load_model, register_model
+import importlib
+import pkgutil
 
-__all__ = ["Autoencoder", "Detector", "create_model", "list_models", "load_model", "register_model"]
+from ad.models.base import Autoencoder, Detector, Explanation
+from ad.models.registry import create_model, list_models, model_class, register_model
+
+SHARED_MODULES = {"base", "blocks", "registry"}
+for _module in pkgutil.iter_modules(__path__):  # adding an architecture is adding its file
+    if _module.name not in SHARED_MODULES:
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["Autoencoder", "Detector", "Explanation", "create_model", "list_models", "model_class",
+           "register_model"]

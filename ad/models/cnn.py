@@ -6,8 +6,12 @@ from ad.models.blocks import ConvDecoder, ConvEncoder
 from ad.models.registry import register_model
 
 
-@register_model("cnn")
+@register_model("cnn", order=2)
 class ConvAutoencoder(Autoencoder):
+    summary = ("A convolutional autoencoder with a small linear code: it rebuilds what it learned; "
+               "what it cannot rebuild is anomalous.")
+    small_config = {"channels": [8, 16, 32], "latent_dim": 16}
+
     def __init__(self, *, channels=(32, 64, 128, 256), latent_dim=16, crop=None,
                  input_size=IMAGE_SIZE):
         # a small latent forgets what is not a face: 16 scored 0.69 ROC-AUC on faces-dev, 64 0.60

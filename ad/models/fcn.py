@@ -12,8 +12,12 @@ def pixel_count(image_size):
     return 3 * image_size * image_size
 
 
-@register_model("fcn")
+@register_model("fcn", order=1)
 class FullyConnectedAutoencoder(Autoencoder):
+    summary = ("A fully connected autoencoder (the homework's first model): it squeezes the image "
+               "through a small code and rebuilds it; what it cannot rebuild is anomalous.")
+    small_config = {"hidden": [64], "latent_dim": 8}
+
     def __init__(self, *, hidden=(128, 64), latent_dim=16, crop=None, input_size=IMAGE_SIZE):
         # hidden[0] dominates the size: 2 * 3 * input_size**2 * hidden[0] weights (64 px: 12.6 MB)
         super().__init__(crop=crop, input_size=input_size)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ad.models.base import Detector
+from ad.models.base import Detector, Explanation
 from ad.models.registry import register_model
 
 # Windows (top, left, height, width) on the 64x64 image: centre, shifted up, down, left, right,
@@ -27,13 +27,17 @@ def conv_pool(c_in, c_out):
                          nn.ReLU(inplace=True), nn.MaxPool2d(2))
 
 
-@register_model("geo")
+@register_model("geo", order=6)
 class TransformPredictor(Detector):
+    summary = ("A self-supervised detector: a small network learned to tell which view of a normal "
+               "image it is shown; on anything unlike the normal images it cannot, and that is the score.")
+    small_config = {"channels": [8, 16, 32], "view_size": 24}
     score_description = (f"how badly it recognises which of {len(WINDOWS)} crops of the image it is "
                          f"shown (the sum of the {len(WINDOWS)} cross-entropies)")
     picture_label = f"The {len(WINDOWS)} views it judged (green: recognised, red: not)"
-    heat_label = ("where the evidence for the score lies (input gradient), full colour at "
-                  f"{EVIDENCE_AT_FULL_HEAT:g}x an even spread over the image")
+    heat_title = "Evidence: where the score comes from (input gradient)"
+    heat_unit = "share of the evidence per pixel, relative to an even spread"
+    heat_full_scale = EVIDENCE_AT_FULL_HEAT
 
     def __init__(self, *, channels=(16, 32, 64, 128), view_size=24, crop=None):
         super().__init__(crop=crop)
@@ -74,19 +78,19 @@ class TransformPredictor(Detector):
         evidence = gradient.abs().sum(dim=1)  # (B, 64, 64)
         evidence = evidence / evidence.flatten(1).mean(dim=1).clamp_min(1e-12)[:, None, None]
         recognised = torch.exp(-losses.detach())  # probability given to the right answer
-        return {"score": losses.detach().sum(dim=0), "picture": self._montage(x.detach(), recognised),
-                "heat": (evidence / EVIDENCE_AT_FULL_HEAT).clamp(0, 1)}
+        return Explanation(score=losses.detach().sum(dim=0), picture=self._montage(x.detach(), recognised),
+                           heat=(evidence / EVIDENCE_AT_FULL_HEAT).clamp(0, 1))
 
     def _montage(self, x, recognised):
-        """The views in two rows, each framed from red (not recognised) to green."""
+        """The views in a grid with no empty cell, each framed from red (not recognised) to green."""
         views = self.views(x)  # (V, B, 3, S, S)
         frame = torch.stack([1 - 2 * recognised, 2 * recognised - 1, -torch.ones_like(recognised)], -1)
         framed = F.pad(views, (2, 2, 2, 2))  # (V, B, 3, S+4, S+4)
         border = torch.ones_like(framed, dtype=torch.bool)
         border[..., 2:-2, 2:-2] = False
         framed = torch.where(border, frame[:, :, :, None, None], framed)
-        per_row = (len(framed) + 1) // 2
-        blank = torch.full_like(framed[:1], -1).expand(2 * per_row - len(framed), *framed.shape[1:])
-        framed = torch.cat([framed, blank])  # an odd count leaves a black cell
-        rows = [torch.cat(list(framed[i:i + per_row]), dim=-1) for i in (0, per_row)]
-        return torch.cat(rows, dim=-2)  # (B, 3, 2(S+4), per_row(S+4))
+        count = len(framed)
+        rows = max(r for r in range(1, int(count ** 0.5) + 1) if count % r == 0)  # 7 views: 1 row
+        per_row = count // rows
+        lines = [torch.cat(list(framed[i:i + per_row]), dim=-1) for i in range(0, count, per_row)]
+        return torch.cat(lines, dim=-2)  # (B, 3, rows(S+4), per_row(S+4))

@@ -10,8 +10,12 @@ from ad.models.fcn import pixel_count
 from ad.models.registry import register_model
 
 
-@register_model("multi")
+@register_model("multi", order=5)
 class MultiEncoderAutoencoder(Autoencoder):
+    summary = ("A fully connected and a convolutional encoder share one decoder; what it cannot "
+               "rebuild is anomalous.")
+    small_config = {"fcn_hidden": [32], "fcn_latent_dim": 4, "channels": [8, 16, 32], "cnn_latent_dim": 12}
+
     def __init__(self, *, fcn_hidden=(64,), fcn_latent_dim=8, channels=(32, 64, 128, 256),
                  cnn_latent_dim=8, crop=None, input_size=IMAGE_SIZE):
         super().__init__(crop=crop, input_size=input_size)

@@ -6,8 +6,12 @@ from ad.models.blocks import ConvDecoder, ConvEncoder
 from ad.models.registry import register_model
 
 
-@register_model("resnet")
+@register_model("resnet", order=4)
 class ResNetAutoencoder(Autoencoder):
+    summary = ("An autoencoder with residual blocks in its encoder and decoder; what it cannot "
+               "rebuild is anomalous.")
+    small_config = {"channels": [8, 16], "latent_dim": 16, "blocks_per_stage": 1}
+
     def __init__(self, *, channels=(32, 64, 128), latent_dim=16, blocks_per_stage=1, crop=None,
                  input_size=IMAGE_SIZE):
         super().__init__(crop=crop, input_size=input_size)

@@ -8,8 +8,12 @@ from ad.models.blocks import ConvDecoder, ConvEncoder
 from ad.models.registry import register_model
 
 
-@register_model("vae")
+@register_model("vae", order=3)
 class VariationalAutoencoder(Autoencoder):
+    summary = ("A variational autoencoder: it rebuilds the image from the mean of its code; what it "
+               "cannot rebuild is anomalous.")
+    small_config = {"channels": [8, 16, 32], "latent_dim": 16}
+
     def __init__(self, *, channels=(32, 64, 128, 256), latent_dim=16, kl_weight=1e-2, crop=None,
                  input_size=IMAGE_SIZE):
         # kl_weight scales the KL term against the per-pixel mean squared error: at 1 (the

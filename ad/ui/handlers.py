@@ -8,12 +8,12 @@ import gradio as gr
 import numpy as np
 import torch
 
-from ad.data import InputError, load_images, load_labels, load_sources, open_image
-from ad.evaluation import auc_by_source, check_two_classes, rank_average, roc_points, write_submission
-from ad.scoring import anomaly_scores, explain
+from ad.data import load_test_set, open_image
+from ad.errors import InputError
+from ad.evaluation import auc_by_source, rank_average, roc_points, write_submission
+from ad.scoring import anomaly_scores, detect, verdict
 from ad.ui import render
 
-SAMPLE_TESTSET = Path(__file__).resolve().parents[2] / "examples" / "sample_testset"
 MAX_LATENT_SLIDERS = 16
 
 try:  # ZeroGPU Spaces lend a GPU per call to functions wrapped with spaces.GPU
@@ -41,62 +41,62 @@ def _image(path):
     return open_image(path, name=Path(path).name)
 
 
-def _verdict(percentile, threshold_percentile):
-    return "anomalous" if percentile > threshold_percentile else "normal"
-
-
 class Handlers:
-    def __init__(self, zoo):
+    def __init__(self, zoo, sample_testset=None):
         self.zoo = zoo
+        self.sample_testset = sample_testset  # a folder in HW8's layout with labels, or None
 
     # ---------------------------------------------------------------- detect
 
     @user_errors
     @on_gpu
     def detect(self, image_path, model_name, threshold_percentile=99.0):
-        """One image, one model: what it saw, what it rebuilt, where it differs, and how much."""
+        """One image, one model: what it saw, its own picture, where the score comes from, how much."""
         model = self.zoo.get(model_name)
-        result = explain(model, _image(image_path))
-        details = {"model": model_name, "score": result["score"], "percentile": result["percentile"],
+        detection = detect(model, _image(image_path))
+        details = {"model": model_name, "score": detection.score, "percentile": detection.percentile,
                    "threshold_percentile": float(threshold_percentile),
                    "threshold_score": model.threshold(threshold_percentile),
-                   "verdict": _verdict(result["percentile"], threshold_percentile)}
-        return (*render.pictures(result), self._summary(model, details), details)
+                   "verdict": detection.verdict(threshold_percentile)}
+        return (*render.pictures(detection), self._summary(model, details), details)
 
     @user_errors
-    def picture_label(self, model_name):
-        """The second picture is the model's own: a reconstruction, or the views it judged."""
-        return gr.Image(label=self.zoo.get(model_name).picture_label)
+    def model_labels(self, model_name):
+        """The pictures' titles and the legend come from the model on screen."""
+        model = self.zoo.get(model_name)
+        return (gr.Image(label=model.picture_label), gr.Image(label=f"Heat map. {model.heat_title}"),
+                render.legend(model))
 
     @staticmethod
     def _summary(model, d):
         return (f"### {d['verdict'].upper()}\n"
-                f"Anomaly score **{d['score']:.3f}**: more anomalous than **{d['percentile']:.1f}%** "
+                f"Anomaly score **{d['score']:.4g}**: more anomalous than **{d['percentile']:.1f}%** "
                 f"of held-out normal images.  \nThreshold: the {d['threshold_percentile']:g}th percentile "
-                f"of normal scores (score {d['threshold_score']:.3f}).  \n"
-                f"<small>Score: {model.score_description}. Heat map: {model.heat_label}.</small>")
+                f"of normal scores (score {d['threshold_score']:.4g}).  \n"
+                f"<small>Score: {model.score_description}. Heat map: {model.heat_title.lower()}, in "
+                f"{model.heat_unit}.</small>")
 
     # ---------------------------------------------------------------- compare
 
     @user_errors
     @on_gpu
     def compare(self, image_path, threshold_percentile=99.0):
-        """One image, every model: reconstructions and heat maps, a table, and a rank ensemble."""
+        """One image, every model: their pictures and heat maps, a table, and an ensemble."""
         if not self.zoo.models:
             raise InputError("no model could be loaded; see the notes at the top of the page")
         image = _image(image_path)
         gallery, rows, percentiles = [], [], []
         for name, model in self.zoo.models.items():
-            result = explain(model, image)
+            detection = detect(model, image)
             captions = ["input", model.picture_label.lower(), "heat map", "overlay"]
             gallery += [(picture, f"{name}: {caption}")
-                        for picture, caption in zip(render.pictures(result), captions)]
-            percentiles.append(result["percentile"])
-            rows.append([name, round(result["score"], 4), round(result["percentile"], 2),
-                         _verdict(result["percentile"], threshold_percentile)])
+                        for picture, caption in zip(render.pictures(detection), captions)]
+            percentiles.append(detection.percentile)
+            rows.append([name, round(detection.score, 4), round(detection.percentile, 2),
+                         detection.verdict(threshold_percentile)])
         mean = float(np.mean(percentiles))
         rows.append(["ensemble (mean percentile)", None, round(mean, 2),
-                     _verdict(mean, threshold_percentile)])
+                     verdict(mean, threshold_percentile)])
         return gallery, rows
 
     # ---------------------------------------------------------------- evaluate
@@ -108,12 +108,13 @@ class Handlers:
         """ROC-AUC (overall and per source), ROC curves, histograms and submission CSVs."""
         if not model_names:
             raise InputError("pick at least one model to evaluate")
-        images, labels, sources = self._test_set(dataset, images_file, labels_file, sources_file)
+        test_set = self._test_set(dataset, images_file, labels_file, sources_file)
+        labels, sources = test_set.labels, test_set.sources
         scores, table, curves = {}, [], {}
         for i, name in enumerate(model_names):
             model = self.zoo.get(name)
             scores[name] = anomaly_scores(
-                model, images, progress=lambda f, i=i, name=name: progress(
+                model, test_set.images, progress=lambda f, i=i, name=name: progress(
                     (i + f) / len(model_names), desc=f"scoring with {name}"))
         if len(scores) > 1:
             scores["ensemble (rank mean)"] = rank_average(list(scores.values()))
@@ -130,20 +131,16 @@ class Handlers:
         return (gr.Dataframe(value=table, headers=headers), render.roc_figure(curves),
                 render.histogram_figure(scores, labels), files)
 
-    @staticmethod
-    def _test_set(dataset, images_file, labels_file, sources_file):
+    def _test_set(self, dataset, images_file, labels_file, sources_file):
         if dataset == "bundled sample":
-            images_file = SAMPLE_TESTSET / "testingset.npy"
-            labels_file = SAMPLE_TESTSET / "testing_labels.npy"
-            sources_file = SAMPLE_TESTSET / "testing_sources.npy"
+            if self.sample_testset is None:
+                raise InputError("this app has no bundled sample test set; upload one")
+            folder = Path(self.sample_testset)
+            images_file, labels_file, sources_file = (
+                folder / "testingset.npy", folder / "testing_labels.npy", folder / "testing_sources.npy")
         if not images_file or not labels_file:
             raise InputError("upload the test images (.npy or .zip) and their labels (.npy or .csv)")
-        images, names = load_images(images_file)
-        labels, sources = load_labels(labels_file, names)
-        if sources_file:
-            sources = load_sources(sources_file, len(images))
-        check_two_classes(labels, Path(str(labels_file)).name)
-        return images, labels, sources
+        return load_test_set(images_file, labels_file, sources_file)
 
     # ---------------------------------------------------------------- latent space
 

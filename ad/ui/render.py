@@ -1,12 +1,10 @@
-"""Pictures for people: upscaled images, residual heat maps on one fixed scale, overlays, legend, plots."""
+"""Pictures for people: upscaled images, heat maps on each model's fixed scale, overlays, legend, plots."""
 
 import functools
 
 import matplotlib
 import numpy as np
 from PIL import Image
-
-from ad.data import to_uint8_image
 
 matplotlib.use("Agg")  # no screen on a server
 import matplotlib.pyplot as plt  # noqa: E402
@@ -18,6 +16,11 @@ COLORMAP = "inferno"  # perceptually uniform, readable in grey and by colour-bli
 @functools.cache
 def _lut():
     return (matplotlib.colormaps[COLORMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def to_uint8_image(x):
+    """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3) for display."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def upscale(image_uint8):
@@ -43,19 +46,25 @@ def overlay(base_uint8, heat_uint8, alpha=0.55):
     return blended.round().astype(np.uint8)
 
 
-def pictures(explained):
-    """Detect's four pictures for one explained image: input, the model's picture, heat map, overlay."""
-    seen, heat = model_view(explained["input"]), heat_map(explained["heat"])
-    return seen, model_view(explained["picture"]), heat, overlay(seen, heat)
+def pictures(detection):
+    """Detect's four pictures for one ad.scoring.Detection: input, the model's picture, heat map, overlay."""
+    seen, heat = model_view(detection.input), heat_map(detection.heat)
+    return seen, model_view(detection.picture), heat, overlay(seen, heat)
+
+
+def legend(model):
+    """The heat map's colour bar in the model's own unit."""
+    return _legend(model.heat_full_scale, model.heat_unit)
 
 
 @functools.cache
-def legend():
-    """The heat map's colour bar, drawn once."""
-    figure, axis = plt.subplots(figsize=(4.2, 0.75), dpi=100)
-    axis.imshow(np.linspace(0, 1, 256)[None], aspect="auto", cmap=COLORMAP, extent=(0, 1, 0, 1))
+def _legend(full_scale, unit):
+    figure, axis = plt.subplots(figsize=(4.6, 0.95), dpi=100)
+    axis.imshow(np.linspace(0, 1, 256)[None], aspect="auto", cmap=COLORMAP, extent=(0, full_scale, 0, 1))
     axis.set_yticks([])
-    axis.set_xticks([0, 0.5, 1], ["none", "half", "full scale"])
+    ticks = np.linspace(0, full_scale, 5)
+    axis.set_xticks(ticks, [f"{t:g}" for t in ticks[:-1]] + [f"{full_scale:g} or more"])
+    axis.set_xlabel(unit, fontsize=8)
     axis.tick_params(labelsize=8)
     figure.tight_layout()
     figure.canvas.draw()

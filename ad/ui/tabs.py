@@ -7,7 +7,6 @@ import gradio as gr
 from ad.ui import render
 from ad.ui.handlers import MAX_LATENT_SLIDERS, Handlers
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "images"
 VIEW = dict(format="png", height=render.DISPLAY_SIZE, width=render.DISPLAY_SIZE, interactive=False,
             buttons=["download", "fullscreen"])
 
@@ -33,8 +32,8 @@ def threshold_slider():
                      "held-out normal scores", info="Above it an image is called anomalous")
 
 
-def example_images():
-    return sorted(str(p) for p in EXAMPLES.glob("*.png")) if EXAMPLES.is_dir() else []
+def example_images(folder):
+    return sorted(str(p) for p in Path(folder).glob("*.png")) if folder and Path(folder).is_dir() else []
 
 
 def model_choices(zoo):
@@ -47,7 +46,8 @@ def model_choices(zoo):
     return choices, best
 
 
-def detect_tab(handlers, choices, best):
+def detect_tab(handlers, choices, best, examples):
+    shown = handlers.zoo.models.get(best)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             model = gr.Dropdown(choices, value=best, label="Model",
@@ -55,34 +55,35 @@ def detect_tab(handlers, choices, best):
             image = drop_zone()
             threshold = threshold_slider()
             button = gr.Button("Detect", variant="primary")
-            if example_images():
-                gr.Examples(example_images(), inputs=image, label="Examples: normal faces, other "
+            if examples:
+                gr.Examples(examples, inputs=image, label="Examples: normal faces, other "
                             "faces (UTKFace), not faces (CIFAR-10)", examples_per_page=18)
         with gr.Column(scale=2):
             summary = gr.Markdown("Drop an image to see how anomalous it is.", elem_id="summary")
             with gr.Row():
                 seen = gr.Image(label="Input, as the model sees it", elem_id="input-view", **VIEW)
-                reconstruction = gr.Image(label=handlers.zoo.models[best].picture_label if best else None,
-                                          elem_id="reconstruction", **{**VIEW, "width": None})
+                picture = gr.Image(label=shown.picture_label if shown else None,
+                                   elem_id="reconstruction", **{**VIEW, "width": None})
             with gr.Row():
-                heat = gr.Image(label="Heat map: where it differs", elem_id="heat-map", **VIEW)
+                heat = gr.Image(label=f"Heat map. {shown.heat_title}" if shown else "Heat map",
+                                elem_id="heat-map", **VIEW)
                 overlay = gr.Image(label="Heat map over the input", elem_id="overlay", **VIEW)
-            gr.Image(render.legend(), label="Heat map colours (each model's scale is fixed: see below "
-                     "the verdict)", format="png", interactive=False, height=90, buttons=[])
+            legend = gr.Image(render.legend(shown) if shown else None, label="Heat map colours",
+                              format="png", interactive=False, height=110, buttons=[])
             details = gr.JSON(label="Details", open=False)
     gr.on([button.click, image.upload], handlers.detect, [image, model, threshold],
-          [seen, reconstruction, heat, overlay, summary, details], api_name="detect")
-    model.change(handlers.picture_label, model, reconstruction, api_visibility="private")
+          [seen, picture, heat, overlay, summary, details], api_name="detect")
+    model.change(handlers.model_labels, model, [picture, heat, legend], api_visibility="private")
 
 
-def compare_tab(handlers):
+def compare_tab(handlers, examples):
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             image = drop_zone()
             threshold = threshold_slider()
             button = gr.Button("Compare all models", variant="primary")
-            if example_images():
-                gr.Examples(example_images(), inputs=image, examples_per_page=18)
+            if examples:
+                gr.Examples(examples, inputs=image, examples_per_page=18)
         with gr.Column(scale=2):
             table = gr.Dataframe(headers=["model", "score", "percentile", "verdict"],
                                  label="Scores (percentile: share of normal images scoring lower)",
@@ -94,12 +95,14 @@ def compare_tab(handlers):
 
 
 def evaluate_tab(handlers, names):
+    sample = handlers.sample_testset is not None
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            dataset = gr.Radio(["bundled sample", "upload"], value="bundled sample", label="Test set",
+            dataset = gr.Radio(["bundled sample", "upload"] if sample else ["upload"],
+                               value="bundled sample" if sample else "upload", label="Test set",
                                info="The sample: 240 labelled images (120 normal faces, 60 UTKFace, "
                                "60 CIFAR-10)")
-            with gr.Group(visible=False) as uploads:
+            with gr.Group(visible=not sample) as uploads:
                 images = gr.File(label="Images: testingset.npy (N, 64, 64, 3) or a .zip of images",
                                  file_types=[".npy", ".zip"])
                 labels = gr.File(label="Labels: .npy or .csv (0 normal, 1 anomaly)",
@@ -118,7 +121,7 @@ def evaluate_tab(handlers, names):
                  [table, roc, histograms, submissions], api_name="evaluate", concurrency_limit=1)
 
 
-def latent_tab(handlers, names):
+def latent_tab(handlers, names, examples):
     """Only models with a decoder have a latent space to explore."""
     gr.Markdown("Encode an image, then move its latent coordinates and watch the decoder answer. "
                 "Small latents (the fully connected model's) are the easiest to read.")
@@ -127,8 +130,8 @@ def latent_tab(handlers, names):
             model = gr.Dropdown(names, value=names[0] if names else None, label="Model")
             image = drop_zone()
             button = gr.Button("Encode", variant="primary")
-            if example_images():
-                gr.Examples(example_images(), inputs=image, examples_per_page=18)
+            if examples:
+                gr.Examples(examples, inputs=image, examples_per_page=18)
         with gr.Column(scale=2):
             note = gr.Markdown()
             decoded = gr.Image(label="Decoded from the sliders", **VIEW)
@@ -141,24 +144,27 @@ def latent_tab(handlers, names):
           api_name="decode", trigger_mode="always_last", show_progress="hidden")
 
 
-def build_demo(zoo, queue_size=64):
-    handlers = Handlers(zoo)
+def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64):
+    """The app: `examples_dir` holds example PNGs, `sample_testset` a labelled set in HW8's layout."""
+    handlers = Handlers(zoo, sample_testset)
     names = list(zoo.models)
     decodable = [name for name, model in zoo.models.items() if hasattr(model, "decode")]
-    with gr.Blocks(title="Anomaly detection with autoencoders") as demo:
-        gr.Markdown("# Anomaly detection with autoencoders\nEach model was trained on normal images "
-                    "(faces) only. It rebuilds what it knows; what it cannot rebuild is anomalous. "
-                    "The score is the size of the difference (higher = more anomalous).")
+    examples = example_images(examples_dir)
+    with gr.Blocks(title="Anomaly detection") as demo:
+        gr.Markdown("# Anomaly detection\nEvery model here learned from normal images only (faces) "
+                    "and gives any image an anomaly score: the higher, the less it looks like the "
+                    "normal images. Beside the score, each model shows why, in its own terms: the "
+                    "title of each picture says what it shows for the model on screen.")
         if zoo.errors:
             gr.Markdown("**Models that could not be loaded:**\n" + "\n".join(
                 f"- `{name}`: {reason}" for name, reason in zoo.errors.items()), elem_id="load-errors")
         with gr.Tab("Detect"):
-            detect_tab(handlers, *model_choices(zoo))
+            detect_tab(handlers, *model_choices(zoo), examples)
         with gr.Tab("Compare"):
-            compare_tab(handlers)
+            compare_tab(handlers, examples)
         with gr.Tab("Evaluate"):
             evaluate_tab(handlers, names)
         with gr.Tab("Latent space"):
-            latent_tab(handlers, decodable)
+            latent_tab(handlers, decodable, examples)
     demo.queue(max_size=queue_size, default_concurrency_limit=2)  # 2 vCPUs: more at once only queues
     return demo

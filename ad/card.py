@@ -1,0 +1,45 @@
+"""The model card (a checkpoint's README.md): YAML metadata the Hub reads, then what a user needs."""
+
+import json
+from pathlib import Path
+
+from ad.models.base import CALIBRATION_POINTS
+
+
+def model_card(model, metrics=None, training=None):
+    from huggingface_hub import ModelCard, ModelCardData
+
+    info = model._hub_mixin_info.model_card_data
+    data = ModelCardData(library_name=info.library_name, license=info.license,
+                         tags=sorted(set(info.tags or []) | {model.architecture}),
+                         pipeline_tag="image-classification",
+                         metrics=["roc_auc"] if metrics else None)
+    options = {k: v for k, v in model.config.items() if k != "architecture"}
+    lines = [f"# `{model.architecture}` anomaly detector", "",
+             f"{model.summary} Trained on normal images only; it reads 64x64 RGB images (any "
+             f"picture is made so first). Score: {model.score_description}; higher means more "
+             "anomalous.", "",
+             f"- architecture: `{model.architecture}`, {model.parameter_count():,} parameters",
+             f"- configuration: `{json.dumps(options)}`",
+             f"- crop box (top, left, height, width) read by the model: `{model.crop}`"]
+    if training:
+        run = training.get("config", {})
+        history = training.get("history") or [{}]
+        lines += [f"- trained on `{Path(str(run.get('data', '?'))).name}` for "
+                  f"{training.get('epochs_done')} epochs "
+                  f"({history[-1].get('seconds', '?')} s); held-out normal share {run.get('holdout')}"]
+        if run.get("command"):
+            lines += ["", "Training command:", "", "```", run["command"], "```"]
+    lines += ["", "## Calibration", "",
+              f"{CALIBRATION_POINTS} quantiles of held-out normal images' scores are stored in the "
+              "weights (`normal_score_quantiles`), so a score reads as a percentile of normal images; "
+              f"the default verdict threshold is the 99th percentile ({model.threshold(99):.4g})."]
+    if metrics:
+        lines += ["", "## ROC-AUC", "", "| subset | ROC-AUC |", "|---|---|"]
+        lines += [f"| {'all' if k == 'overall' else 'normal vs ' + k} | {v:.4f} |"
+                  for k, v in metrics["roc_auc"].items()]
+    lines += ["", "## Use", "", "```python", "from ad import load_model",
+              "from ad.scoring import anomaly_scores",
+              "model = load_model('THIS_FOLDER_OR_HUB_ID')  # strict, safetensors only",
+              "scores = anomaly_scores(model, images)  # images: uint8 (N, 64, 64, 3)", "```", ""]
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))

@@ -1,0 +1,233 @@
+"""The checkpoint folder, owned here alone: its file names, the atomic save and the one strict load.
+
+    config.json                  the architecture and its constructor arguments
+    model.safetensors            the weights and the calibration (normal_score_quantiles)
+    metrics.json                 ROC-AUC on a labelled test set, when training was given one
+    training.json                the training arguments and the per-epoch history
+    README.md                    the model card
+    training_state.safetensors   only while a run is unfinished: what --resume reads
+
+Nothing here is ever unpickled: weights and resume state are safetensors, the rest JSON.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from ad import hub
+from ad.card import model_card
+from ad.errors import InputError
+from ad.files import atomic_path, current_umask, write_json, write_text
+from ad.models.registry import create_model, list_models
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+TRAINING_FILE = "training.json"
+CARD_FILE = "README.md"
+STATE_FILE = "training_state.safetensors"
+HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, TRAINING_FILE, CARD_FILE]
+
+
+# ---------------------------------------------------------------- load
+
+
+def load(source, device="cpu", revision=None, require_calibration=True):
+    """A checkpoint folder or Hub model id -> the model in eval mode, loaded strictly or not at all.
+
+    `model.metrics` and `model.training_record` carry metrics.json and training.json ({} when
+    absent).
+    An uncalibrated checkpoint is refused: its scores could not be read as percentiles of normal
+    images, and every verdict needs that (`python -m ad calibrate` mends such a checkpoint).
+    """
+    folder = Path(source)
+    if not folder.is_dir():
+        folder = hub.download(str(source), revision=revision, files=HUB_FILES)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise InputError(f"{source}: checkpoint has no {name}; expected a folder with "
+                             f"{CONFIG_FILE} and {WEIGHTS_FILE} (as written by train.py)")
+    config = dict(_read_json(folder / CONFIG_FILE, required=True))
+    if "architecture" not in config:
+        raise InputError(f"{folder / CONFIG_FILE}: no 'architecture' key; expected one of "
+                         f"{', '.join(list_models())}")
+    model = create_model(config.pop("architecture"), **config)
+    try:
+        state = load_file(folder / WEIGHTS_FILE)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({e})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first_lines = "; ".join(str(e).splitlines()[:3])
+        raise InputError(f"{source}: weights do not match the '{model.architecture}' configuration "
+                         f"in {CONFIG_FILE} ({first_lines})") from None
+    if require_calibration and not model.calibrated:
+        raise InputError(f"{source}: checkpoint has no calibration (its normal_score_quantiles are "
+                         "empty), so its scores cannot be read against normal images; calibrate it "
+                         "on normal images with `python -m ad calibrate --checkpoint FOLDER --images "
+                         "NORMAL_IMAGES`")
+    model.metrics = _read_json(folder / METRICS_FILE)
+    model.training_record = _read_json(folder / TRAINING_FILE)
+    return model.to(device).eval()
+
+
+def find(folder):
+    """{name: path} of the checkpoint folders inside `folder`, architectures in list_models() order."""
+    folder = Path(folder)
+    found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")] \
+        if folder.is_dir() else []
+    names = list_models()
+    found.sort(key=lambda p: (names.index(p.name) if p.name in names else len(names), p.name))
+    return {p.name: p for p in found}
+
+
+def _read_json(path, required=False):
+    """A JSON object from the folder; a missing optional file is {}, a damaged one is refused."""
+    if not path.is_file() and not required:
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e}); the checkpoint is damaged") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+# ---------------------------------------------------------------- save
+
+
+def save(model, folder, training=None, metrics=None, resume_state=None):
+    """Write a checkpoint folder so that a kill at any moment leaves a loadable one.
+
+    Every file is replaced atomically; a new folder is built aside and renamed into place. The
+    resume state (weights, optimizer and epoch in one file, so never out of step) is written
+    while a run is unfinished and removed when it ends (`resume_state=None`).
+    """
+    if not model.calibrated:
+        raise InputError(f"{model.architecture}: the model is not calibrated; call "
+                         "model.calibrate(scores of held-out normal images) before saving")
+    folder = Path(folder)
+    fresh = not folder.exists()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))  # same disk
+    os.chmod(staging, 0o777 & ~current_umask())
+    try:
+        if resume_state is not None:
+            _write_state(staging / STATE_FILE, model, **resume_state)
+        with atomic_path(staging / WEIGHTS_FILE) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        write_json(staging / CONFIG_FILE, model.config)
+        if training is not None:
+            write_json(staging / TRAINING_FILE, training)
+        if metrics is not None:
+            write_json(staging / METRICS_FILE, metrics)
+        write_text(staging / CARD_FILE, model_card(model, metrics, training))
+        if fresh:
+            os.replace(staging, folder)
+            return
+        for name in [STATE_FILE, *HUB_FILES]:  # the resume state first: it alone decides --resume
+            if (staging / name).exists():
+                os.replace(staging / name, folder / name)
+        if resume_state is None:
+            (folder / STATE_FILE).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def prepare_output(folder, overwrite=False):
+    """Refuse to train over an existing folder unless asked, and then only over a checkpoint."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise InputError(f"{folder}: folder exists and is not empty; pass --resume to continue "
+                             "the run saved there or --overwrite to replace it")
+        if not (folder / CONFIG_FILE).is_file():
+            raise InputError(f"{folder}: --overwrite replaces checkpoint folders only, and this "
+                             f"folder holds no {CONFIG_FILE}; choose another --out")
+        shutil.rmtree(folder)
+
+
+def remove_leftovers(folder):
+    """Staging folders and temporary files that a killed run left beside or in `folder`."""
+    folder = Path(folder)
+    for stale in folder.parent.glob(f".{folder.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in folder.glob(".*.tmp") if folder.is_dir() else []:
+        stale.unlink(missing_ok=True)
+
+
+def read_training(folder):
+    """training.json of a local folder ({} when there is none)."""
+    return _read_json(Path(folder) / TRAINING_FILE)
+
+
+# ---------------------------------------------------------------- resume state
+
+
+def _write_state(path, model, optimizer, train_config, history):
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
+    scalars = {}
+    for index, values in optimizer_state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    metadata = {"config": json.dumps(model.config), "epoch": str(len(history)),
+                "train_config": json.dumps(train_config), "history": json.dumps(history),
+                "param_groups": json.dumps(optimizer_state["param_groups"]),
+                "optimizer_scalars": json.dumps(scalars)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def read_resume_state(folder):
+    """What --resume needs: {"model", "optimizer", "epoch", "history", "train_config"}."""
+    folder = Path(folder)
+    path = folder / STATE_FILE
+    if not path.is_file():
+        if (folder / WEIGHTS_FILE).is_file():
+            raise InputError(f"{folder}: this run already finished (no {STATE_FILE} left to resume "
+                             "from); train into a new folder, or pass --overwrite to start again")
+        raise InputError(f"{folder}: nothing to resume (no {STATE_FILE}); train without --resume first")
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata()
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise InputError(f"{path}: resume state is unreadable ({e})") from None
+    config = json.loads(metadata["config"])
+    model = create_model(config.pop("architecture"), **config)
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+                          strict=True)
+    optimizer = {"state": {}, "param_groups": json.loads(metadata["param_groups"])}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            optimizer["state"].setdefault(int(index), {})[key] = value
+    for name, value in json.loads(metadata["optimizer_scalars"]).items():
+        index, key = name.split(".", 1)
+        optimizer["state"].setdefault(int(index), {})[key] = value
+    return {"model": model, "optimizer": optimizer, "epoch": int(metadata["epoch"]),
+            "history": json.loads(metadata["history"]),
+            "train_config": json.loads(metadata["train_config"])}
+
+
+# ---------------------------------------------------------------- the Hub
+
+
+def push(folder, repo_id, private=False, revision=None, token=None):
+    """Upload a checkpoint folder that loads (strictly) here; the folder is only read."""
+    if not Path(folder).is_dir():
+        raise InputError(f"{folder}: no such checkpoint folder")
+    load(folder)  # never publish what would not load
+    return hub.upload(folder, repo_id, files=HUB_FILES, private=private, revision=revision, token=token)

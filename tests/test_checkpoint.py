@@ -1,0 +1,124 @@
+"""ad.checkpoint: the one owner of the folder; every way to load is strict, calibration is required."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ad import InputError, checkpoint, create_model, list_models, load_model
+from ad.cli import main
+from ad.models.fcn import FullyConnectedAutoencoder
+from ad.scoring import anomaly_scores
+from conftest import small
+
+
+def calibrated(arch, normal_images, **config):
+    model = create_model(arch, **small(arch), **config).eval()
+    model.calibrate(anomaly_scores(model, normal_images[:50]))
+    return model
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_save_then_load_gives_identical_outputs(arch, tmp_path, normal_images):
+    model = calibrated(arch, normal_images, crop=[8, 8, 48, 48])
+    checkpoint.save(model, tmp_path / arch, training={"epochs_done": 0}, metrics={"roc_auc": {"overall": 0.5}})
+    loaded = load_model(tmp_path / arch)
+    assert loaded.config == json.loads(json.dumps(model.config)) and loaded.crop == (8, 8, 48, 48)
+    assert loaded.metrics == {"roc_auc": {"overall": 0.5}} and loaded.training_record == {"epochs_done": 0}
+    x = model.preprocess(normal_images[:4])
+    with torch.no_grad():
+        assert torch.equal(model.score(x), loaded.score(x))
+    assert loaded.percentile(model.threshold(50)) == pytest.approx(50, abs=0.5)
+
+
+def test_the_folder_holds_its_files_and_nothing_half_written(tmp_path, normal_images):
+    model = calibrated("fcn", normal_images)
+    checkpoint.save(model, tmp_path / "fcn", training={"epochs_done": 1})
+    checkpoint.save(model, tmp_path / "fcn", training={"epochs_done": 2})  # replaces file by file
+    assert sorted(p.name for p in (tmp_path / "fcn").iterdir()) == [
+        "README.md", "config.json", "model.safetensors", "training.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["fcn"]  # no staging folder left beside it
+    assert checkpoint.read_training(tmp_path / "fcn") == {"epochs_done": 2}
+
+
+@pytest.fixture
+def fcn_folder(tmp_path, normal_images):
+    checkpoint.save(calibrated("fcn", normal_images), tmp_path / "fcn")
+    return tmp_path / "fcn"
+
+
+def load_every_way(folder):
+    """The library's loader, the Hub mixin's public classmethod on the base and the model class."""
+    from ad.models import Detector
+    for load in (load_model, Detector.from_pretrained, FullyConnectedAutoencoder.from_pretrained):
+        yield load.__qualname__, lambda load=load: load(folder)
+
+
+def test_missing_tensors_are_refused_by_every_way_to_load(fcn_folder):
+    state = {k: v.contiguous() for k, v in load_model(fcn_folder).state_dict().items() if "decoder" not in k}
+    save_file(state, str(fcn_folder / "model.safetensors"))
+    for name, load in load_every_way(fcn_folder):
+        with pytest.raises(InputError, match="Missing key"):
+            load()
+
+
+def test_weights_of_another_shape_are_refused(fcn_folder):
+    config = json.loads((fcn_folder / "config.json").read_text())
+    (fcn_folder / "config.json").write_text(json.dumps({**config, "latent_dim": 9}))
+    with pytest.raises(InputError, match="do not match"):
+        load_model(fcn_folder)
+
+
+def test_a_model_class_does_not_load_another_architecture(fcn_folder):
+    from ad.models.geo import TransformPredictor
+    with pytest.raises(InputError, match="holds a 'fcn' model, not a TransformPredictor"):
+        TransformPredictor.from_pretrained(fcn_folder)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "model.safetensors").unlink(), "no model.safetensors"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 100), "not a readable safetensors"),
+    (lambda d: (d / "config.json").write_text('{"architecture": "gan"}'), "unknown architecture 'gan'"),
+    (lambda d: (d / "config.json").write_text("{not json"), "config.json: not valid JSON"),
+    (lambda d: (d / "metrics.json").write_text("{half"), "metrics.json: not valid JSON"),
+    (lambda d: (d / "training.json").write_text("[1, 2]"), "training.json: expected a JSON object"),
+])
+def test_damaged_checkpoints_are_refused_with_reasons(fcn_folder, damage, message):
+    damage(fcn_folder)
+    for name, load in load_every_way(fcn_folder):
+        with pytest.raises(InputError, match=message):
+            load()
+
+
+def test_an_uncalibrated_checkpoint_is_refused_until_calibrated(tmp_path, normal_images, capsys):
+    model = create_model("fcn", **small("fcn"))
+    with pytest.raises(InputError, match="not calibrated"):
+        checkpoint.save(model, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(InputError, match="not calibrated"):
+        model.threshold(99)
+    with pytest.raises(InputError, match="not calibrated"):
+        model.percentile(1.0)
+
+    folder = tmp_path / "hand-made"  # as a Hub model or a hand-written folder may come
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(model.config))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    for name, load in load_every_way(folder):
+        with pytest.raises(InputError, match="no calibration.*python -m ad calibrate"):
+            load()
+
+    np.save(tmp_path / "normal.npy", normal_images[:60])
+    main(["calibrate", "--checkpoint", str(folder), "--images", str(tmp_path / "normal.npy")])
+    assert "calibrated" in capsys.readouterr().out
+    mended = load_model(folder)
+    assert mended.percentile(anomaly_scores(mended, normal_images[:60])).mean() == pytest.approx(50, abs=3)
+
+
+def test_find_lists_checkpoint_folders_in_registry_order(tmp_path, fcn_folder):
+    for name in ("geo", "zzz", ".hidden"):
+        shutil.copytree(fcn_folder, tmp_path / name)
+    assert list(checkpoint.find(tmp_path)) == ["fcn", "geo", "zzz"]
