@@ -28,8 +28,9 @@ def add_train_arguments(parser):
         suffix = f" (default: {shown})" if shown not in (None, dataclasses.MISSING) and "action" not in kwargs else ""
         parser.add_argument(*flags, help=help + suffix, default=argparse.SUPPRESS, **kwargs)
 
-    add("--arch", choices=list_models(), help="architecture (required unless --resume)")
-    add("--data", help="normal training images: trainingset.npy, uint8 (N, 64, 64, 3)")
+    add("--arch", choices=list_models(), help="architecture")
+    add("--data", help="the normal images (required unless --resume): an .npy (HW8's trainingset.npy "
+        "or any array of images), a folder of images or a .zip of images")
     add("--out", required=True, help="checkpoint folder to write")
     add("--epochs", type=int, help="passes over the training images")
     add("--batch-size", type=int, help="images per step")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from ad.errors import InputError
 
@@ -26,25 +27,52 @@ MAX_ZIP_BYTES = 2 * 1024**3  # total unpacked size a zip may claim
 # ---------------------------------------------------------------- arrays
 
 
+ARRAY_LAYOUTS = "(N, 64, 64, 3) as HW8, or any (N, H, W) grey, (N, H, W, C) or (N, C, H, W), C = 1, 3 or 4"
+
+
 def load_array(path):
-    """Load an HW8-style .npy of images, memory-mapped (the real training set is 1.2 GB), never unpickled."""
+    """Load an .npy of images, never unpickled. HW8's layout stays memory-mapped (the real training
+    set is 1.2 GB); any other layout is converted image by image as image files are."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such file; expected an .npy array of shape (N, 64, 64, 3), uint8")
+        raise InputError(f"{path}: no such file; expected an .npy array of images, {ARRAY_LAYOUTS}")
     with open(path, "rb") as f:
         if f.read(6) != b"\x93NUMPY":
             raise InputError(f"{path}: not an .npy file; expected an array saved with numpy.save, "
-                             "shape (N, 64, 64, 3), uint8")
+                             f"{ARRAY_LAYOUTS}")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
         if "allow_pickle" in str(e) or "object" in str(e).lower():
-            raise InputError(f"{path}: holds Python objects (pickle), which are refused; "
-                             "expected a plain numeric array of shape (N, 64, 64, 3)") from None
+            raise InputError(f"{path}: holds Python objects (pickle), which are refused (images of "
+                             "mixed sizes saved as one array are such objects); expected a plain "
+                             f"numeric array, {ARRAY_LAYOUTS}, or a folder of image files") from None
         raise InputError(f"{path}: not a readable .npy file ({e}); it may be truncated") from None
     except (OSError, EOFError) as e:
         raise InputError(f"{path}: not a readable .npy file ({e})") from None
-    return validate_images(array, name=str(path))
+    return standardize_images(array, name=str(path))
+
+
+def standardize_images(array, name="images"):
+    """Any stack of images -> uint8 (N, 64, 64, 3), each converted as an image file would be
+    (RGB, centre square, 64x64). HW8's own layout passes through untouched (memory-mapped)."""
+    array = np.asarray(array) if not isinstance(array, np.ndarray) else array
+    if array.shape == IMAGE_SHAPE or array.ndim == 4 and array.shape[1:] in (IMAGE_SHAPE, (3, 64, 64)):
+        return validate_images(array, name)
+    if array.ndim == 3:  # (N, H, W): grey
+        array = array[..., None]
+    elif array.ndim == 4 and array.shape[-1] not in (1, 3, 4) and array.shape[1] in (1, 3, 4):
+        array = array.transpose(0, 2, 3, 1)  # channels first
+    if array.ndim != 4 or array.shape[-1] not in (1, 3, 4) or min(array.shape[1:3]) < 1:
+        raise InputError(f"{name}: shape {tuple(array.shape)}; expected images, {ARRAY_LAYOUTS}")
+    if len(array) == 0:
+        raise InputError(f"{name}: holds no images; expected N >= 1")
+    pixels = _as_uint8(array, name)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[-1]]
+    images = tqdm(pixels, desc=f"converting {Path(name).name}", unit="image", leave=False,
+                  disable=None if len(pixels) >= 1000 else True)
+    return np.stack([image_to_array(Image.fromarray(p[..., 0] if mode == "L" else p, mode), name)
+                     for p in images])
 
 
 def validate_images(array, name="images"):
@@ -59,6 +87,11 @@ def validate_images(array, name="images"):
                          "images (HW8 layout), N >= 1")
     if len(array) == 0:
         raise InputError(f"{name}: holds no images; expected (N, 64, 64, 3) with N >= 1")
+    return _as_uint8(array, name)
+
+
+def _as_uint8(array, name):
+    """Pixel values as uint8: floats in [0, 1] or [0, 255] are scaled, integers must be 0..255."""
     if array.dtype == np.uint8:
         return array
     if array.dtype.kind == "f":
@@ -148,19 +181,20 @@ def _to_uint8(array):
     return np.clip(array * 255 if array.max() <= 1 else array, 0, 255).astype(np.uint8)
 
 
-def load_images(path):
-    """Load a .npy array, an image file, a folder of images or a .zip of images.
+def load_images(path, skipped=None):
+    """Load a .npy array, an image file, a folder of images (recursively) or a .zip of images.
 
     Returns (images uint8 (N, 64, 64, 3), names): names identify images in CSVs (file names, or
-    row indices for arrays).
+    row indices for arrays), in file-name order. Given a list as `skipped`, files that cannot be
+    read are left out and listed there as (name, reason); otherwise the first one stops the load.
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                       and not p.name.startswith("."))
         if not files:
             raise InputError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return (np.stack([open_image(p) for p in files]),
-                [str(p.relative_to(path)) for p in files])
+        return _read_all([(str(p.relative_to(path)), p.read_bytes) for p in files], path, skipped)
     if not path.is_file():
         raise InputError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
@@ -168,14 +202,54 @@ def load_images(path):
         array = load_array(path)
         return array, [str(i) for i in range(len(array))]
     if suffix == ".zip":
-        return load_zip(path)
+        return load_zip(path, skipped)
     if suffix in IMAGE_SUFFIXES:
         return open_image(path)[None], [path.name]
     raise InputError(f"{path}: unsupported file type '{suffix}'; expected .npy, .zip, an image "
                      "file or a folder of images")
 
 
-def load_zip(path):
+def _read_all(items, path, skipped):
+    """items: (name, function returning the file's bytes), in order -> (images, names)."""
+    images, names = [], []
+    for name, read in tqdm(items, desc=f"reading {Path(path).name}", unit="image", leave=False,
+                           disable=None if len(items) >= 1000 else True):
+        try:
+            images.append(open_image(read(), name=f"{Path(path).name}/{name}"))
+            names.append(name)
+        except (InputError, OSError) as e:
+            if skipped is None:
+                raise InputError(str(e)) from None
+            skipped.append((name, str(e)))
+    if not images:
+        raise InputError(f"{path}: none of its {len(items)} images could be read; the first: "
+                         f"{skipped[0][1]}")
+    return np.stack(images), names
+
+
+MIN_TRAINING_IMAGES = 50  # fewer cannot show a model what normal looks like, nor calibrate it
+
+
+def load_normal_images(path):
+    """The normal images to train on, as load_images reads them, with unreadable files skipped.
+
+    Returns (images, skipped [(name, reason)]); refuses a set that training cannot learn from.
+    """
+    skipped = []
+    images, _ = load_images(path, skipped)
+    if len(images) < MIN_TRAINING_IMAGES:
+        unread = f" ({len(skipped)} unreadable files skipped)" if skipped else ""
+        raise InputError(f"{path}: {len(images)} images{unread}; training needs at least "
+                         f"{MIN_TRAINING_IMAGES} normal images, and learns better from thousands")
+    sample = images[np.linspace(0, len(images) - 1, min(len(images), 2000)).astype(int)]
+    flat = sample.reshape(len(sample), -1)
+    if (flat.min(axis=1) == flat.max(axis=1)).all():
+        raise InputError(f"{path}: every image is a single flat colour; there is nothing to learn "
+                         "from (expected photographs or drawings of the normal kind)")
+    return images, skipped
+
+
+def load_zip(path, skipped=None):
     """Read images straight out of a zip (nothing is extracted to disk), refusing unsafe archives."""
     try:
         archive = zipfile.ZipFile(path)
@@ -197,9 +271,8 @@ def load_zip(path):
                          and not Path(m.filename).name.startswith(".")), key=lambda m: m.filename)
         if not images:
             raise InputError(f"{path}: the zip holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        arrays = [open_image(_read_member(archive, m, path), name=f"{path.name}:{m.filename}")
-                  for m in images]
-    return np.stack(arrays), [m.filename for m in images]
+        return _read_all([(m.filename, lambda m=m: _read_member(archive, m, path)) for m in images],
+                         path, skipped)
 
 
 def _megabytes(size):

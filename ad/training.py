@@ -12,7 +12,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ad import checkpoint
-from ad.data import load_images, load_test_set
+from ad.data import MIN_TRAINING_IMAGES, load_normal_images, load_test_set
 from ad.device import pick_device
 from ad.errors import InputError
 from ad.evaluation import auc_by_source
@@ -24,8 +24,8 @@ from ad.scoring import anomaly_scores
 class TrainConfig:
     """Every training option, stated once: train.py's flags and their defaults are read from here."""
 
-    arch: str | None = None  # an architecture of list_models(); required unless resuming
-    data: str | None = None  # the normal training images; required unless resuming
+    arch: str = "geo"  # the recommended general detector (README: "Any kind of normal image")
+    data: str | None = None  # the normal images: .npy, a folder or a .zip; required unless resuming
     out: str | None = None  # the checkpoint folder to write
     epochs: int = 30  # enough for every architecture at HW8's size; the face recipes use 8-20
     batch_size: int = 128  # fits a CPU's caches; per process under torchrun
@@ -95,19 +95,22 @@ def train(cfg):
 
 def _train(cfg, rank, world, local_rank):
     device = pick_device(local_rank)
-    if not cfg.out or not (cfg.resume or cfg.arch and cfg.data):
-        raise InputError("training needs an architecture (--arch), the normal images (--data) and "
-                         "a folder to write (--out); --resume needs only --out")
+    if not cfg.out or not (cfg.resume or cfg.data):
+        raise InputError("training needs the normal images (--data) and a folder to write (--out); "
+                         "--resume needs only --out")
     if rank == 0:
         checkpoint.remove_leftovers(cfg.out)
     state = checkpoint.read_resume_state(cfg.out) if cfg.resume else None
     if state is not None:  # continue with the settings the run started with
         cfg = TrainConfig(**{**state["train_config"], "out": cfg.out, "resume": True, "overwrite": False})
-    images, _ = load_images(cfg.data)
+    images, skipped = load_normal_images(cfg.data)
+    if skipped and rank == 0:
+        tqdm.write(f"skipped {len(skipped)} unreadable file(s) of {len(images) + len(skipped)}: "
+                   + "; ".join(reason for _, reason in skipped[:5]) + ("; ..." if len(skipped) > 5 else ""))
     if cfg.limit and cfg.limit < len(images):  # spread out: HW8-style files may be sorted by pose
         images = images[np.linspace(0, len(images) - 1, cfg.limit).round().astype(int)]
-    if len(images) < 2:
-        raise InputError(f"{cfg.data}: {len(images)} image(s); training needs at least 2")
+    if len(images) < MIN_TRAINING_IMAGES:
+        raise InputError(f"--limit {cfg.limit}: training needs at least {MIN_TRAINING_IMAGES} images")
     train_idx, holdout_idx = split_holdout(len(images), cfg.holdout, cfg.seed)
     # fail on bad test files now, not after hours of training
     test_set = load_test_set(cfg.test, cfg.labels, cfg.sources) if cfg.test else None
@@ -153,7 +156,7 @@ def _train(cfg, rank, world, local_rank):
                 group["lr"] = learning_rate(step, total_steps, cfg)
             batch = np.sort(order[i * batch_size:(i + 1) * batch_size])  # sorted reads suit a memmap
             x = model.preprocess(images[batch])
-            if cfg.flip:
+            if cfg.flip and not model.mirror_sensitive:
                 mirror = torch.rand(len(x), device=device) < 0.5
                 x = torch.where(mirror[:, None, None, None], x.flip(3), x)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=device.type == "cuda"):

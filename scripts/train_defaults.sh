@@ -17,8 +17,12 @@ $python train.py --arch cnn --out checkpoints/cnn "${native[@]}" --epochs 10 "${
 $python train.py --arch vae --out checkpoints/vae "${native[@]}" --epochs 10 "${common[@]}"
 $python train.py --arch resnet --out checkpoints/resnet "${native[@]}" --epochs 8 "${common[@]}"
 $python train.py --arch multi --out checkpoints/multi "${native[@]}" --epochs 10 "${common[@]}"
-# geo frames its own views of the whole image: no crop box
-$python train.py --arch geo --out checkpoints/geo --epochs 12 --data "$data/trainingset.npy" "${test[@]}" --overwrite
+# geo frames its own views of the whole image, no crop box; on aligned faces the views are shifted
+# and zoomed windows (where does the face sit?), not the general recipe's quarter turns
+face_views=(--set 'windows=[[8,8,48,48],[0,8,48,48],[16,8,48,48],[8,0,48,48],[8,16,48,48],[14,14,36,36],[0,0,64,64]]'
+            --set 'turns=[0]' --set view_size=24 --set 'channels=[16,32,64,128]')
+$python train.py --arch geo --out checkpoints/geo --epochs 12 --batch-size 128 --lr 2e-3 "${face_views[@]}" \
+  --data "$data/trainingset.npy" "${test[@]}" --overwrite
 $python -m ad evaluate --checkpoint checkpoints/{fcn,cnn,vae,resnet,multi,geo} --images "$data/testingset.npy" \
   --labels "$data/testing_labels.npy" --sources "$data/testing_sources.npy"
 echo "all defaults trained and evaluated in $((SECONDS / 60)) min $((SECONDS % 60)) s"

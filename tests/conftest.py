@@ -41,7 +41,8 @@ def make_images(count, kind="normal", seed=0):
     """64x64 RGB images of two kinds the tests can tell apart.
 
     normal: a soft disc of any bright colour, 14 to 17 px in radius, near the centre of a dark
-    frame; anomaly: stripes of the same colours at any angle, filling the frame.
+    frame, on a stick down to the bottom edge (so it has an upright); anomaly: stripes of the same
+    colours at any angle, filling the frame.
     """
     rng = np.random.default_rng([seed, kind == "normal"])
     yy, xx = np.mgrid[:64, :64].astype(np.float32)
@@ -50,7 +51,9 @@ def make_images(count, kind="normal", seed=0):
         colour = rng.uniform(0.4, 1.0, 3)
         if kind == "normal":
             cy, cx = 32 + rng.normal(0, 1.5, 2)
-            mask = np.clip(rng.uniform(14, 17) - np.hypot(yy - cy, xx - cx), 0, 1)
+            disc = np.clip(rng.uniform(14, 17) - np.hypot(yy - cy, xx - cx), 0, 1)
+            stick = (np.abs(xx - cx) < 3) & (yy > cy)
+            mask = np.maximum(disc, stick)
         else:
             angle, period = rng.uniform(0, np.pi), rng.uniform(6, 16)
             mask = (np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period) > 0).astype(np.float32)

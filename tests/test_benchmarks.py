@@ -1,15 +1,19 @@
 """The benchmark scripts' own logic, and the shipped face checkpoints still at their figures."""
 
+import gzip
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from ad import checkpoint
 from ad.data import load_test_set
 from ad.evaluation import auc_by_source
 from ad.scoring import anomaly_scores
+from benchmarks import oneclass
 from benchmarks.benchmark import format_rows, shuffled_faces
 from benchmarks.readme import replace_section
-from conftest import ROOT, SAMPLE_TESTSET
+from conftest import ROOT, SAMPLE_TESTSET, make_images, small
 
 
 def test_shuffled_faces_rearrange_the_same_tiles():
@@ -52,3 +56,38 @@ def test_the_shipped_face_checkpoints_keep_their_faces_dev_figures(faces_dev, na
                              faces_dev / "testing_sources.npy")
     measured = auc_by_source(test_set.labels, anomaly_scores(model, test_set.images), test_set.sources)
     assert measured == pytest.approx(model.metrics["roc_auc"], abs=1e-3)  # what metrics.json and README say
+
+
+def write_idx(path, array):
+    """The MNIST family's IDX format, gzipped: as Debian's dataset-fashion-mnist ships it."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_files_are_read_as_debian_ships_them(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "images.gz", images)
+    np.testing.assert_array_equal(oneclass.read_idx(tmp_path / "images.gz"), images)
+    (tmp_path / "cut").write_bytes(gzip.decompress((tmp_path / "images.gz").read_bytes())[:500])
+    with pytest.raises(ValueError, match="truncated"):
+        oneclass.read_idx(tmp_path / "cut")
+
+
+def test_the_one_class_protocol_on_a_tiny_slice(tmp_path):
+    """Two classes of made 28x28 grey images: each trained alone, tested against the other."""
+    def grey(images):
+        return np.stack([np.asarray(Image.fromarray(x).convert("L").resize((28, 28))) for x in images])
+    train_x = grey(np.concatenate([make_images(200, "normal"), make_images(200, "anomaly")]))
+    test_x = grey(np.concatenate([make_images(30, "normal", seed=5), make_images(30, "anomaly", seed=5)]))
+    train_y, test_y = np.repeat([0, 1], 200), np.repeat([0, 1], 30)
+    for i, (name, array) in enumerate([("train-images-idx3-ubyte", train_x), ("train-labels-idx1-ubyte", train_y),
+                                       ("t10k-images-idx3-ubyte", test_x), ("t10k-labels-idx1-ubyte", test_y)]):
+        write_idx(tmp_path / f"{name}.gz", array)
+    data = oneclass.load_fashion_mnist(tmp_path)
+    row = oneclass.run_row({"arch": "geo", "model": small("geo"), "epochs": 8, "batch_size": 32,
+                            "warmup_steps": 5}, [0], *data)
+    assert row["per_class"]["0"] > 0.8 and row["mean"] == row["per_class"]["0"]
+    table = oneclass.format_table({"tiny": row})
+    assert "(0." in table and "1 classes)" in table  # an incomplete row is never shown as a mean
+    assert "published: GEOM" in table.splitlines()[-1]

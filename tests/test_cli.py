@@ -82,7 +82,7 @@ def test_evaluate_reports_sklearn_auc_per_source_and_an_ensemble(trained, data_f
     (["score", "--checkpoint", "checkpoints/fcn", "--images", "missing.npy", "--out", "o.csv"],
      "missing.npy: no such file"),
     (["train", "--arch", "fcn", "--data", "README.md", "--out", "never"], "unsupported file type '.md'"),
-    (["train", "--out", "never"], "needs an architecture (--arch)"),
+    (["train", "--out", "never"], "needs the normal images (--data)"),
     (["train", "--arch", "fcn", "--data", "x.npy", "--out", "never", "--epochs", "0"], "--epochs must be"),
     (["evaluate", "--checkpoint", "checkpoints/fcn", "--images", "examples/sample_testset/testingset.npy",
       "--labels", "README.md"], "labels must be a .npy or a .csv"),

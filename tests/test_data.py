@@ -29,8 +29,9 @@ def test_load_array_is_memory_mapped_and_checked(tmp_path):
 
 
 @pytest.mark.parametrize("array, message", [
-    (np.zeros((5, 64, 64), np.uint8), r"expected \(N, 64, 64, 3\)"),
-    (np.zeros((5, 32, 32, 3), np.uint8), r"expected \(N, 64, 64, 3\)"),
+    (np.zeros((5, 64, 64, 2), np.uint8), r"shape \(5, 64, 64, 2\); expected images, \(N, 64, 64, 3\)"),
+    (np.zeros(5, np.uint8), r"shape \(5,\); expected images"),
+    (np.zeros((0, 28, 28), np.uint8), "holds no images"),
     (np.full((2, 64, 64, 3), 300.0), "accepted float ranges"),
     (np.full((2, 64, 64, 3), np.nan), "NaN or Inf"),
     (np.zeros((2, 64, 64, 3), np.complex64), "dtype complex64"),
@@ -39,6 +40,25 @@ def test_bad_arrays_are_refused_with_reasons(tmp_path, array, message):
     np.save(tmp_path / "bad.npy", array)
     with pytest.raises(InputError, match=message):
         load_array(tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize("layout", ["grey", "grey with a channel", "channels first", "RGBA", "wide"])
+def test_arrays_of_any_layout_and_size_convert_as_image_files_do(tmp_path, layout):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (3, 28, 40, 3), dtype=np.uint8) if layout == "wide" else \
+        rng.integers(0, 256, (3, 28, 28, 3), dtype=np.uint8)
+    grey = rgb[..., 0]
+    array, files = {
+        "grey": (grey, [Image.fromarray(g, "L") for g in grey]),
+        "grey with a channel": (grey[..., None], [Image.fromarray(g, "L") for g in grey]),
+        "channels first": (rgb.transpose(0, 3, 1, 2), [Image.fromarray(x) for x in rgb]),
+        "RGBA": (np.concatenate([rgb, np.full_like(rgb[..., :1], 255)], -1), [Image.fromarray(x) for x in rgb]),
+        "wide": (rgb, [Image.fromarray(x) for x in rgb]),
+    }[layout]
+    np.save(tmp_path / "images.npy", array)
+    loaded = load_array(tmp_path / "images.npy")
+    assert loaded.shape == (3, 64, 64, 3) and loaded.dtype == np.uint8
+    np.testing.assert_array_equal(loaded, np.stack([open_image(png_bytes(f)) for f in files]))
 
 
 def test_float_arrays_in_unit_range_are_scaled():

@@ -11,11 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
+from sklearn.metrics import roc_auc_score
+
 import ad.checkpoint
-from ad import InputError, load_model
+from ad import InputError, create_model, load_model
 from ad.checkpoint import STATE_FILE
-from ad.training import train
-from conftest import ROOT, train_config
+from ad.scoring import anomaly_scores
+from ad.training import TrainConfig, train
+from conftest import ROOT, small, train_config
 
 
 def test_training_writes_a_calibrated_checkpoint_that_learned(trained, test_images):
@@ -107,3 +110,76 @@ def test_two_process_torchrun_trains_one_checkpoint(data_files, tmp_path):
     training = json.loads((out / "training.json").read_text())
     assert training["finished"] and training["epochs_done"] == 2
     assert load_model(out).calibrated
+
+
+def grey(image, side=64):
+    return np.asarray(Image.fromarray(image).convert("L").resize((side, side)))
+
+
+@pytest.mark.parametrize("form", ["folder of PNGs", "zip", "grey array 48x48"])
+def test_training_from_any_form_of_normal_images_learns_to_separate(form, normal_images, test_images, tmp_path):
+    images, labels, _ = test_images
+    if form == "grey array 48x48":  # a different size and no colour: converted as image files are
+        data = tmp_path / "grey.npy"
+        np.save(data, np.stack([grey(x, 48) for x in normal_images]))
+        images = np.stack([np.repeat(grey(x)[..., None], 3, axis=2) for x in images])  # tested in grey too
+    else:
+        data = tmp_path / "normal"
+        (data / "nested").mkdir(parents=True)
+        for i, image in enumerate(normal_images):
+            Image.fromarray(image).save(data / ("nested" if i % 2 else "") / f"{i:03d}.png")
+        if form == "zip":
+            with zipfile.ZipFile(tmp_path / "normal.zip", "w") as archive:
+                for path in sorted(data.rglob("*.png")):
+                    archive.write(path, path.relative_to(data))
+            data = tmp_path / "normal.zip"
+    train(TrainConfig(arch="geo", data=str(data), out=str(tmp_path / "model"), epochs=6, batch_size=32,
+                      warmup_steps=5, model=small("geo"), holdout=0.1))
+    assert roc_auc_score(labels, anomaly_scores(load_model(tmp_path / "model"), images)) > 0.9
+
+
+def test_the_recommended_detector_needs_only_the_data(normal_images, tmp_path, capsys):
+    from ad.cli import main
+    np.save(tmp_path / "normal.npy", normal_images[:200])
+    main(["train", "--data", str(tmp_path / "normal.npy"), "--out", str(tmp_path / "model"), "--epochs", "1"])
+    model = load_model(tmp_path / "model")
+    default = json.loads(json.dumps(create_model(TrainConfig.arch).config))
+    assert model.architecture == TrainConfig.arch and model.config == default
+
+
+def write_pngs(folder, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+
+
+def test_unreadable_files_are_skipped_and_named(normal_images, tmp_path, capsys):
+    write_pngs(tmp_path / "normal", normal_images[:60])
+    (tmp_path / "normal" / "broken.png").write_bytes(b"not a picture")
+    (tmp_path / "normal" / "empty.jpg").write_bytes(b"")
+    train(TrainConfig(arch="fcn", data=str(tmp_path / "normal"), out=str(tmp_path / "model"), epochs=1,
+                      batch_size=16, model=small("fcn")))
+    log = capsys.readouterr().out
+    assert "skipped 2 unreadable file(s) of 62" in log and "broken.png" in log and "empty.jpg" in log
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d, images: write_pngs(d, images[:49]), "49 images; training needs at least 50"),
+    (lambda d, images: d.mkdir(), "folder holds no images"),
+    (lambda d, images: (write_pngs(d, images[:40]), [(d / f"bad{i}.png").write_text("x") for i in range(20)]),
+     r"40 images \(20 unreadable files skipped\); training needs at least 50"),
+    (lambda d, images: write_pngs(d, np.full((60, 64, 64, 3), 128, np.uint8)), "single flat colour"),
+])
+def test_a_training_set_that_cannot_teach_is_refused(make, message, normal_images, tmp_path):
+    make(tmp_path / "data", normal_images)
+    with pytest.raises(InputError, match=message):
+        train(TrainConfig(arch="fcn", data=str(tmp_path / "data"), out=str(tmp_path / "model"), epochs=1))
+    assert not (tmp_path / "model").exists()
+
+
+def test_images_of_mixed_sizes_in_one_array_are_refused_with_a_way_out(tmp_path):
+    ragged = np.empty(2, dtype=object)
+    ragged[:] = [np.zeros((10, 10), np.uint8), np.zeros((12, 12), np.uint8)]
+    np.save(tmp_path / "ragged.npy", ragged, allow_pickle=True)
+    with pytest.raises(InputError, match="mixed sizes.*folder of image files"):
+        train(TrainConfig(arch="fcn", data=str(tmp_path / "ragged.npy"), out=str(tmp_path / "model")))

@@ -40,6 +40,7 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     heat_unit = ""  # what a heat value measures
     heat_full_scale = 1.0  # the value drawn at full colour, in heat_unit
     small_config = {}  # a real configuration that trains in seconds on a CPU (tests, quick demos)
+    mirror_sensitive = False  # True when its task tells mirrored images apart: training must not mirror
 
     def __init__(self, *, crop=None, input_size=IMAGE_SIZE):
         super().__init__()
@@ -134,7 +135,7 @@ class Autoencoder(Detector, tags=["autoencoder"]):
     score_description = ("the L2 norm of the residual between the image and its reconstruction "
                          "(the homework's score)")
     picture_label = "Reconstruction"
-    heat_title = "Residual: where the reconstruction differs from the input"
+    heat_title = "Residual: where the rebuild differs"
     heat_unit = "RGB distance per pixel (pixels on a -1..1 scale)"
     heat_full_scale = RESIDUAL_AT_FULL_HEAT
 

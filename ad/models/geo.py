@@ -1,24 +1,32 @@
-"""Geometric self-supervision: learn to tell which crop of a normal face one is shown.
+"""Geometric self-supervision: learn to tell which view of a normal image one is shown.
 
-A network that has learned where and how large a normal face sits in the frame recognises the
-views of a normal face and is lost on views of anything else: a face framed or proportioned
-differently, or no face at all. The score is how badly it recognises the views (the sum of their
-cross-entropies), after GEOM (Golan and El-Yaniv, 2018), which is among the strongest detectors
-trained from scratch on normal images alone. GEOM also turns the image by quarter turns; on faces
-those views added nothing to the score (measured on faces-dev) and cost 3/10 of the compute.
+A network that has learned how normal images sit in the frame (which way up, where, how large)
+recognises the views of a normal image and is lost on views of anything else. The score is how
+badly it recognises them (the sum of their cross-entropies), after GEOM (Golan and El-Yaniv,
+2018), among the strongest detectors trained from scratch on normal images alone.
+
+A view is a window of the image (top, left, height, width on the 64x64 image), shrunk to
+`view_size`, turned by a number of quarter turns, and mirrored or not: the configuration says
+which, so one architecture serves free-standing objects (quarter turns and mirrors of the whole
+image: which way up is a shirt?) and aligned faces (shifted and zoomed windows: where does the face
+sit?). Every view is a real crop: no padding the network could cheat with.
 """
+
+from itertools import product
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ad.errors import InputError
 from ad.models.base import Detector, Explanation
 from ad.models.registry import register_model
 
-# Windows (top, left, height, width) on the 64x64 image: centre, shifted up, down, left, right,
-# zoomed in, zoomed out. Every view is a real crop: no padding the network could cheat with.
-WINDOWS = ((8, 8, 48, 48), (0, 8, 48, 48), (16, 8, 48, 48), (8, 0, 48, 48), (8, 16, 48, 48),
-           (14, 14, 36, 36), (0, 0, 64, 64))
+WHOLE_IMAGE = ((0, 0, 64, 64),)
+# Aligned faces (the shipped face checkpoint): centre, shifted up, down, left, right, zoomed in,
+# zoomed out. Quarter turns added nothing on faces (measured on faces-dev) and cost 3/10 more.
+FACE_WINDOWS = ((8, 8, 48, 48), (0, 8, 48, 48), (16, 8, 48, 48), (8, 0, 48, 48), (8, 16, 48, 48),
+                (14, 14, 36, 36), (0, 0, 64, 64))
 EVIDENCE_AT_FULL_HEAT = 6.0  # heat map: share of the evidence per pixel, relative to an even spread
 
 
@@ -32,17 +40,26 @@ class TransformPredictor(Detector):
     summary = ("A self-supervised detector: a small network learned to tell which view of a normal "
                "image it is shown; on anything unlike the normal images it cannot, and that is the score.")
     small_config = {"channels": [8, 16, 32], "view_size": 24}
-    score_description = (f"how badly it recognises which of {len(WINDOWS)} crops of the image it is "
-                         f"shown (the sum of the {len(WINDOWS)} cross-entropies)")
-    picture_label = f"The {len(WINDOWS)} views it judged (green: recognised, red: not)"
-    heat_title = "Evidence: where the score comes from (input gradient)"
-    heat_unit = "share of the evidence per pixel, relative to an even spread"
+    heat_title = "Evidence: where the score comes from"
+    heat_unit = "share of the evidence (input gradient) per pixel, relative to an even spread"
     heat_full_scale = EVIDENCE_AT_FULL_HEAT
 
-    def __init__(self, *, channels=(16, 32, 64, 128), view_size=24, crop=None):
+    def __init__(self, *, channels=(16, 32, 64, 128), view_size=32, windows=WHOLE_IMAGE, turns=(0, 1, 2, 3),
+                 mirrors=False, crop=None):
         super().__init__(crop=crop)
         self.view_size = view_size
-        self.num_views = len(WINDOWS)
+        self.windows = [tuple(int(v) for v in w) for w in windows]
+        for top, left, height, width in self.windows:
+            if top < 0 or left < 0 or height < 8 or width < 8 or top + height > 64 or left + width > 64:
+                raise InputError(f"window {(top, left, height, width)}: expected TOP, LEFT, HEIGHT, WIDTH "
+                                 "inside the 64x64 image, at least 8x8")
+        if not set(turns) <= {0, 1, 2, 3}:
+            raise InputError(f"turns {list(turns)}: expected quarter turns among 0, 1, 2, 3")
+        # every (window, quarter turns, mirrored) is one view, one class of the network's task
+        self.transforms = list(product(range(len(self.windows)), sorted(set(turns)), (False, True) if mirrors else (False,)))
+        self.num_views = len(self.transforms)
+        if self.num_views < 2:
+            raise InputError("geo needs at least two views to tell apart (windows x turns x mirrors)")
         layers, c_in = [], 3
         for c in channels:
             layers.append(conv_pool(c_in, c))
@@ -50,12 +67,29 @@ class TransformPredictor(Detector):
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(c_in, self.num_views)
 
+    @property
+    def score_description(self):
+        return (f"how badly it recognises which of {self.num_views} views of the image it is shown "
+                f"(the sum of the {self.num_views} cross-entropies)")
+
+    @property
+    def picture_label(self):
+        return f"The {self.num_views} views it judged (green: recognised, red: not)"
+
+    @property
+    def mirror_sensitive(self):
+        return any(mirrored for _, _, mirrored in self.transforms)
+
     def views(self, x):
         """(B, 3, 64, 64) -> (num_views, B, 3, view_size, view_size)."""
         size = (self.view_size, self.view_size)
-        return torch.stack([F.interpolate(x[:, :, top:top + h, left:left + w], size=size,
-                                          mode="bilinear", align_corners=False, antialias=True)
-                            for top, left, h, w in WINDOWS])
+        windows = [F.interpolate(x[:, :, top:top + h, left:left + w], size=size, mode="bilinear",
+                                 align_corners=False, antialias=True) for top, left, h, w in self.windows]
+        views = []
+        for window, turns, mirrored in self.transforms:
+            view = torch.rot90(windows[window], turns, dims=(2, 3))
+            views.append(view.flip(3) if mirrored else view)
+        return torch.stack(views)
 
     def view_losses(self, x):
         """(num_views, B): cross-entropy of recognising each view of each image."""
