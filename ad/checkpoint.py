@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -39,7 +40,8 @@ HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, TRAINING_FILE, CARD_FILE]
 
 
 def load(source, device="cpu", revision=None, require_calibration=True):
-    """A checkpoint folder or Hub model id -> the model in eval mode, loaded strictly or not at all.
+    """A checkpoint folder, its zip (as `to_zip` writes it) or a Hub model id -> the model in eval
+    mode, loaded strictly or not at all.
 
     `model.metrics` and `model.training_record` carry metrics.json and training.json ({} when
     absent).
@@ -47,6 +49,9 @@ def load(source, device="cpu", revision=None, require_calibration=True):
     images, and every verdict needs that (`python -m ad calibrate` mends such a checkpoint).
     """
     folder = Path(source)
+    if folder.is_file() and folder.suffix.lower() == ".zip":
+        with tempfile.TemporaryDirectory() as unpacked:
+            return load(_unzip(folder, Path(unpacked)), device, require_calibration=require_calibration)
     if not folder.is_dir():
         folder = hub.download(str(source), revision=revision, files=HUB_FILES)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
@@ -86,6 +91,32 @@ def find(folder):
     names = list_models()
     found.sort(key=lambda p: (names.index(p.name) if p.name in names else len(names), p.name))
     return {p.name: p for p in found}
+
+
+def to_zip(folder, path):
+    """The checkpoint's files (not its resume state) in a zip, inside a folder of its name."""
+    folder = Path(folder)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in HUB_FILES:
+            if (folder / name).is_file():
+                archive.write(folder / name, f"{folder.name}/{name}")
+    return Path(path)
+
+
+def _unzip(path, into):
+    """The checkpoint files of a zip (at its top or in one folder) written into `into`; nothing else."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {Path(m.filename).name: m for m in archive.infolist()
+                       if Path(m.filename).name in HUB_FILES and len(Path(m.filename).parts) <= 2
+                       and m.file_size < 200 * 1024**2}
+            for name, member in members.items():
+                (into / name).write_bytes(archive.read(member))
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable zip of a checkpoint ({e})") from None
+    if not members:
+        raise InputError(f"{path}: the zip holds no checkpoint files ({', '.join(HUB_FILES)})")
+    return into
 
 
 def _read_json(path, required=False):

@@ -32,7 +32,8 @@ def add_train_arguments(parser):
     add("--data", help="the normal images (required unless --resume): an .npy (HW8's trainingset.npy "
         "or any array of images), a folder of images or a .zip of images")
     add("--out", required=True, help="checkpoint folder to write")
-    add("--epochs", type=int, help="passes over the training images")
+    add("--epochs", type=int, help="passes over the training images (default: 3, more (up to 50) for small "
+        "sets, so that training takes at least 100 steps)")
     add("--batch-size", type=int, help="images per step")
     add("--lr", type=float, help="peak learning rate (cosine schedule)")
     add("--crop", type=parse_crop, help="TOP,LEFT,HEIGHT,WIDTH box on the 64x64 image that the model "
@@ -167,7 +168,8 @@ def build_parser():
     evaluate.add_argument("--checkpoint", required=True, nargs="+",
                           help="one or more checkpoint folders or Hub ids (several: plus their ensemble)")
     evaluate.add_argument("--images", required=True, help=".npy, folder or .zip of test images")
-    evaluate.add_argument("--labels", required=True, help=".npy or .csv, 0 normal / 1 anomaly")
+    evaluate.add_argument("--labels", help=".npy or .csv, 0 normal / 1 anomaly (default, for a folder "
+                          "or zip: its sub-folders, good/ normal and every other one a kind of anomaly)")
     evaluate.add_argument("--sources", help=".npy or .csv of per-image source ids")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)

@@ -322,6 +322,17 @@ def check_labels(labels, count, name="labels"):
     return labels.astype(np.int64)
 
 
+def labels_from_folders(names, where):
+    """(labels, sources) from the folder each image lies in: good/ or normal/ -> 0, others -> 1."""
+    folders = [Path(name).parent.name for name in names]
+    if "" in folders:
+        raise InputError(f"{where}: '{names[folders.index('')]}' lies outside any sub-folder; without "
+                         f"a labels file, expected sub-folders {' or '.join(NORMAL_FOLDERS)}/ for normal "
+                         "images and one sub-folder per kind of anomaly (MVTec AD's test/ layout)")
+    labels = np.array([0 if f.lower() in NORMAL_FOLDERS else 1 for f in folders], dtype=np.int64)
+    return labels, np.array(folders)
+
+
 def check_two_classes(labels, what="labels"):
     if len(np.unique(labels)) < 2:
         raise InputError(f"{what}: every image has label {int(labels[0])}; ROC-AUC needs both normal "
@@ -354,14 +365,22 @@ class TestSet:
     names: list
 
 
-def load_test_set(images, labels, sources=None):
+NORMAL_FOLDERS = ("good", "normal")  # MVTec AD's test/good; every other folder is a kind of anomaly
+
+
+def load_test_set(images, labels=None, sources=None):
     """The one loader of labelled test sets: images as load_images takes them, labels as
-    load_labels, sources as load_sources (they override a `source` column of a labels CSV)."""
-    if not labels:
-        raise InputError(f"{images}: a test set needs labels (0 = normal, 1 = anomaly per image), "
-                         "as .npy or .csv")
+    load_labels, sources as load_sources (they override a `source` column of a labels CSV).
+    Without a labels file, a folder or zip labels its images by the folder each lies in:
+    good/ (or normal/) is normal, any other folder is an anomaly source of that name."""
     array, names = load_images(images)
-    label_values, source_values = load_labels(labels, names)
+    if labels:
+        label_values, source_values = load_labels(labels, names)
+    elif Path(str(images)).is_dir() or str(images).lower().endswith(".zip"):
+        label_values, source_values = labels_from_folders(names, images)
+    else:
+        raise InputError(f"{images}: a test set needs labels (0 = normal, 1 = anomaly per image), "
+                         "as .npy or .csv, or images in sub-folders good/ and one per kind of anomaly")
     if sources:
         source_values = load_sources(sources, len(array))
     check_two_classes(label_values, Path(str(labels)).name)

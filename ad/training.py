@@ -3,7 +3,7 @@
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from ad.models import create_model
 from ad.scoring import anomaly_scores
 
 
+MIN_EPOCHS, MIN_STEPS, MAX_EPOCHS = 3, 100, 50  # what `epochs=None` means
+
+
 @dataclass
 class TrainConfig:
     """Every training option, stated once: train.py's flags and their defaults are read from here."""
@@ -27,7 +30,8 @@ class TrainConfig:
     arch: str = "geo"  # the recommended general detector (README: "Any kind of normal image")
     data: str | None = None  # the normal images: .npy, a folder or a .zip; required unless resuming
     out: str | None = None  # the checkpoint folder to write
-    epochs: int = 30  # enough for every architecture at HW8's size; the face recipes use 8-20
+    epochs: int | None = None  # None: 3 passes, more (up to 50) for small sets: at least 100 steps
+    # (the recommended detector learns its views in ~100 steps; more passes overfit the normal images)
     batch_size: int = 128  # fits a CPU's caches; per process under torchrun
     lr: float = 2e-3  # AdamW peak; cosine-decayed to 1% over the run
     weight_decay: float = 1e-4  # light: the small latents already regularise
@@ -76,6 +80,12 @@ def split_holdout(count, share, seed):
     return np.sort(order[held:]), np.sort(order[:held])
 
 
+def default_epochs(steps_per_epoch):
+    """What `epochs=None` means: 3 passes, more for small sets so that there are 100 steps (but
+    at most 50 passes: each ends with calibration and a checkpoint)."""
+    return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / max(1, steps_per_epoch))))
+
+
 def learning_rate(step, total_steps, cfg):
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -83,17 +93,22 @@ def learning_rate(step, total_steps, cfg):
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def train(cfg):
-    """Train, calibrate and checkpoint one model; returns the trained model (on every rank)."""
+def train(cfg, on_epoch=None):
+    """Train, calibrate and checkpoint one model; returns the trained model (on every rank).
+
+    `on_epoch(record)`, when given, is called after each epoch's checkpoint is written, with
+    {"epoch", "epochs", "train_loss", "held_out_loss", "seconds"}; if it returns True, training
+    stops there, and the folder holds that epoch's calibrated model (the app's Stop button).
+    """
     rank, world, local_rank = setup_distributed()
     try:
-        return _train(cfg, rank, world, local_rank)
+        return _train(cfg, rank, world, local_rank, on_epoch)
     finally:
         if world > 1:
             dist.destroy_process_group()
 
 
-def _train(cfg, rank, world, local_rank):
+def _train(cfg, rank, world, local_rank, on_epoch=None):
     device = pick_device(local_rank)
     if not cfg.out or not (cfg.resume or cfg.data):
         raise InputError("training needs the normal images (--data) and a folder to write (--out); "
@@ -137,6 +152,8 @@ def _train(cfg, rank, world, local_rank):
     per_rank = len(train_idx) // world
     batch_size = min(cfg.batch_size, per_rank)
     steps_per_epoch = per_rank // batch_size  # drop the last partial batch: BatchNorm dislikes size 1
+    if cfg.epochs is None:  # stated in the run's record, so --resume continues with the same
+        cfg = replace(cfg, epochs=default_epochs(steps_per_epoch))
     total_steps = steps_per_epoch * cfg.epochs
     started = time.time() - (history[-1]["seconds"] if history else 0.0)
 
@@ -186,6 +203,8 @@ def _train(cfg, rank, world, local_rank):
             resume_state = None if finished else {"optimizer": optimizer, "train_config": asdict(cfg),
                                                   "history": history}
             checkpoint.save(model, cfg.out, run, metrics, resume_state)
+            if on_epoch is not None and on_epoch({**history[-1], "epochs": cfg.epochs}) and not finished:
+                break
         if world > 1:
             dist.barrier()
     return model

@@ -1,6 +1,7 @@
-"""Take README's screenshot: the app on the shipped checkpoints, one example through Detect.
+"""Take README's screenshots: the app on the shipped checkpoints, one example through Detect, and a
+short training run in the Train tab on the sample faces.
 
-Usage: python scripts/screenshot.py [OUT.png]   (needs Debian's chromium and playwright)
+Usage: python scripts/screenshot.py [FOLDER]   (default docs/; needs Debian's chromium and playwright)
 """
 
 import os
@@ -13,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-def main(out):
+def main(folder):
     import app
     from playwright.sync_api import expect, sync_playwright
 
@@ -30,10 +31,18 @@ def main(out):
         page.locator("input[type=file]").first.set_input_files(str(example))
         expect(page.locator("#summary")).to_contain_text("Anomaly score", timeout=60_000)
         page.wait_for_timeout(2000)
-        page.screenshot(path=out, full_page=True)
+        page.screenshot(path=str(Path(folder) / "screenshot.png"), full_page=True)
+
+        page.get_by_role("tab", name="Train").click()
+        page.get_by_role("button", name="Use the sample faces").click()
+        expect(page.locator("#train-report")).to_contain_text("images", timeout=60_000)
+        page.locator("#train-button").click()
+        expect(page.locator("#train-status")).to_contain_text("is ready", timeout=300_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(Path(folder) / "train.png"), full_page=True)
         browser.close()
     app.demo.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "docs" / "screenshot.png"))
+    main(sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "docs"))

@@ -1,10 +1,12 @@
 """The app over HTTP (gradio_client) and in a real browser (Playwright driving Debian's Chromium)."""
 
+import io
 import json
 import shutil
 import socket
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +255,74 @@ def test_zero_gpu_spaces_get_the_gpu_work_wrapped(monkeypatch):
         monkeypatch.delitem(sys.modules, "spaces")
         importlib.reload(ad.ui.handlers)  # back to the plain functions
     assert ad.ui.handlers.on_gpu(len) is len
+
+
+# ---------------------------------------------------------------- the Train tab
+
+
+@pytest.fixture(scope="module")
+def faces_zip(tmp_path_factory):
+    """The bundled sample's 120 normal faces as a zip of PNGs, as a visitor would bring them."""
+    path = tmp_path_factory.mktemp("train") / "faces.zip"
+    images, labels = np.load(SAMPLE_TESTSET / "testingset.npy"), np.load(SAMPLE_TESTSET / "testing_labels.npy")
+    with zipfile.ZipFile(path, "w") as archive:
+        for i, image in enumerate(images[labels == 0]):
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG")
+            archive.writestr(f"faces/{i:03d}.png", buffer.getvalue())
+    return path
+
+
+def test_a_model_trained_in_the_app_detects_for_its_visitor_only(client, app_url, faces_zip, pngs):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+    name, status, *_ = client.predict([handle_file(str(faces_zip))], "geo", 1, api_name="/train")
+    assert name == "my-geo-1" and "is ready" in status
+    details = client.predict(handle_file(pngs[CIFAR][0]), name, 99.0, api_name="/detect")[5]
+    assert details["model"] == name and details["verdict"] == verdict(details["percentile"], 99.0)
+    normal = client.predict(handle_file(pngs[NORMAL][0]), name, 99.0, api_name="/detect")[5]
+    assert normal["score"] < details["score"]  # trained on faces: a face is less anomalous than a rooster
+    stranger = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match="'my-geo-1' is not available"):
+        stranger.predict(handle_file(pngs[CIFAR][0]), name, 99.0, api_name="/detect")
+
+
+def test_bad_training_uploads_are_refused_and_the_app_keeps_serving(client, tmp_path, faces_zip, monkeypatch):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    with zipfile.ZipFile(tmp_path / "notes.zip", "w") as archive:
+        archive.writestr("notes/a.txt", "hello")
+    with pytest.raises(AppError, match="the zip holds no images"):
+        client.predict([handle_file(str(tmp_path / "notes.zip"))], "geo", 1, api_name="/train")
+    monkeypatch.setattr("ad.ui.handlers.MAX_TRAIN_IMAGES", 100)
+    with pytest.raises(AppError, match="120 images; the app trains on at most 100"):
+        client.predict([handle_file(str(faces_zip))], "geo", 1, api_name="/train")
+    (tmp_path / "x.csv").write_text("a,b")
+    with pytest.raises(AppError, match="Invalid file type.*zip.*npy.*image"):
+        client.predict([handle_file(str(tmp_path / "x.csv"))], "geo", 1, api_name="/train")
+    assert client.predict(handle_file(str(ROOT / "examples/images/normal_celeba_1.png")), "fcn", 99.0,
+                          api_name="/detect")[5]["score"] > 0
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#train-files input[type=file]").set_input_files(str(faces_zip))
+        expect(page.locator("#train-report")).to_contain_text("120 images", timeout=60_000)
+        page.locator("#train-epochs input").fill("2")  # a short run: the tab's lengths are for real use
+        page.locator("#train-button").click()
+        expect(page.locator("#train-status")).to_contain_text("is ready", timeout=120_000)
+        page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
+        page.get_by_role("tab", name="Detect").click()
+        expect(page.get_by_label("Model", exact=True).first).to_have_value("my-geo-1")
+        page.locator("input[type=file]").first.set_input_files(pngs[CIFAR][0])
+        expect(page.locator("#summary")).to_contain_text("Anomaly score", timeout=60_000)
+        browser.close()
+    assert (tmp_path / "train.png").stat().st_size > 10_000

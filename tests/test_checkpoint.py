@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -122,3 +123,18 @@ def test_find_lists_checkpoint_folders_in_registry_order(tmp_path, fcn_folder):
     for name in ("geo", "zzz", ".hidden"):
         shutil.copytree(fcn_folder, tmp_path / name)
     assert list(checkpoint.find(tmp_path)) == ["fcn", "geo", "zzz"]
+
+
+def test_the_zip_the_app_downloads_loads_as_it_is(fcn_folder, tmp_path, normal_images, capsys):
+    (fcn_folder / "training_state.safetensors").write_bytes(b"resume state stays home")
+    path = checkpoint.to_zip(fcn_folder, tmp_path / "fcn.zip")
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(archive.namelist()) == ["fcn/README.md", "fcn/config.json", "fcn/model.safetensors"]
+    x = normal_images[:4]
+    assert anomaly_scores(load_model(path), x) == pytest.approx(anomaly_scores(load_model(fcn_folder), x))
+    np.save(tmp_path / "x.npy", x)
+    main(["score", "--checkpoint", str(path), "--images", str(tmp_path / "x.npy"), "--out", str(tmp_path / "s.csv")])
+    assert "wrote 4 scores" in capsys.readouterr().out
+    (tmp_path / "junk.zip").write_bytes(b"PK not really")
+    with pytest.raises(InputError, match="not a readable zip of a checkpoint"):
+        load_model(tmp_path / "junk.zip")

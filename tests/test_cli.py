@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from ad import load_model
@@ -75,6 +76,19 @@ def test_evaluate_reports_sklearn_auc_per_source_and_an_ensemble(trained, data_f
     status, table, _ = run(["evaluate", "--checkpoint", *folders, "--images", str(data_files / "testingset.npy"),
                             "--labels", str(data_files / "testing_labels.npy")], capsys)
     assert status == 0 and all(name in table for name in ("fcn", "geo", "ensemble"))
+
+
+def test_evaluate_reads_labels_from_sub_folders_as_mvtec_lays_them_out(trained, test_images, tmp_path, capsys):
+    images, labels, _ = test_images
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "test" / ("good" if label == 0 else "stripes")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    status, out, err = run(["evaluate", "--checkpoint", str(trained("fcn")), "--images", str(tmp_path / "test"),
+                            "--json"], capsys)
+    assert status == 0, err
+    result = json.loads(out)["fcn"]
+    assert set(result) == {"overall", "stripes"} and result["overall"] > 0.9
 
 
 @pytest.mark.parametrize("argv, message", [

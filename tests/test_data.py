@@ -250,3 +250,20 @@ def test_a_test_set_needs_labels_of_both_kinds(tmp_path):
         load_test_set(tmp_path / "images.npy", None)
     with pytest.raises(InputError, match="every image has label 1; ROC-AUC needs both"):
         load_test_set(tmp_path / "images.npy", tmp_path / "labels.npy")
+
+
+def test_a_test_set_in_sub_folders_labels_itself_as_mvtec_does(tmp_path):
+    for folder, colour in (("good", (0, 200, 0)), ("scratch", (200, 0, 0)), ("hole", (0, 0, 200))):
+        (tmp_path / "test" / folder).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (30, 30), colour).save(tmp_path / "test" / folder / f"{i}.png")
+    test_set = load_test_set(tmp_path / "test")
+    assert test_set.labels.tolist() == [1, 1, 0, 0, 1, 1]  # good/ normal, in file-name order
+    assert test_set.sources.tolist() == ["hole", "hole", "good", "good", "scratch", "scratch"]
+    with zipfile.ZipFile(tmp_path / "test.zip", "w") as archive:
+        for path in sorted((tmp_path / "test").rglob("*.png")):
+            archive.write(path, path.relative_to(tmp_path))  # test/good/0.png, ...
+    assert load_test_set(tmp_path / "test.zip").sources.tolist() == test_set.sources.tolist()
+    Image.new("RGB", (30, 30)).save(tmp_path / "test" / "loose.png")
+    with pytest.raises(InputError, match="'loose.png' lies outside any sub-folder"):
+        load_test_set(tmp_path / "test")

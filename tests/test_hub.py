@@ -118,3 +118,17 @@ def test_model_card_and_space_card_parse(pushed):
     import gradio
     assert space.data.sdk_version == gradio.__version__
     assert f"gradio=={gradio.__version__}" in (ROOT / "requirements.txt").read_text()
+
+
+def test_the_app_pushes_a_visitors_model_and_never_echoes_the_token(pushed, hub):
+    import gradio as gr
+    from ad.ui.handlers import Handlers
+    from ad.ui.zoo import Zoo
+    folder, _ = pushed
+    handlers, session = Handlers(Zoo()), {"folder": str(folder.parent), "models": {"mine": str(folder)}}
+    answer = handlers.push("mine", "user/from-the-app", VALID_TOKEN, session)
+    assert "user/from-the-app" in answer and VALID_TOKEN not in answer
+    assert "model.safetensors" in hub.repos["user/from-the-app"]["branches"]["main"]["files"]
+    with pytest.raises(gr.Error, match="push to user/refused failed") as refused:
+        handlers.push("mine", "user/refused", "hf_wrong_secret", session)
+    assert "hf_wrong_secret" not in str(refused.value) and folder.is_dir()

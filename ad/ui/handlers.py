@@ -1,20 +1,35 @@
 """The app's callbacks: plain functions of the zoo and the user's inputs; user errors become gr.Error."""
 
 import functools
+import inspect
+import queue
+import re
+import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import torch
 
-from ad.data import load_test_set, open_image
+from ad import checkpoint
+from ad.data import IMAGE_SUFFIXES, load_images, load_test_set, open_image
+from ad.device import pick_device
 from ad.errors import InputError
 from ad.evaluation import auc_by_source, rank_average, roc_points, write_submission
+from ad.models import create_model
 from ad.scoring import anomaly_scores, detect, verdict
+from ad.training import TrainConfig, default_epochs, split_holdout, train
 from ad.ui import render
+from ad.ui.sessions import LoadedModels, model_folder, new_session
 
 MAX_LATENT_SLIDERS = 16
+MAX_TRAIN_IMAGES = 20_000  # a visitor's upload; larger sets train with train.py
+TRAINING_BATCH = TrainConfig.batch_size
+LENGTHS = {"quick": 1, "standard": 3}  # times the default number of passes
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 try:  # ZeroGPU Spaces lend a GPU per call to functions wrapped with spaces.GPU
     import spaces
@@ -26,6 +41,15 @@ except ImportError:
 
 def user_errors(function):
     """Show a user's mistake as a message in the UI instead of a generic 'Error'."""
+    if inspect.isgeneratorfunction(function):
+        @functools.wraps(function)
+        def generator(*args, **kwargs):
+            try:
+                yield from function(*args, **kwargs)
+            except InputError as e:
+                raise gr.Error(str(e), title="Cannot use this input") from None
+        return generator
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
@@ -33,6 +57,13 @@ def user_errors(function):
         except InputError as e:
             raise gr.Error(str(e), title="Cannot use this input") from None
     return wrapper
+
+
+def choice_labels(models):
+    """(label, name) dropdown entries: each model with its measured ROC-AUC, when it has one."""
+    def auc(model):
+        return model.metrics.get("roc_auc", {}).get("overall")
+    return [(f"{name} (ROC-AUC {auc(m):.3f})" if auc(m) is not None else name, name) for name, m in models.items()]
 
 
 def _image(path):
@@ -45,14 +76,26 @@ class Handlers:
     def __init__(self, zoo, sample_testset=None):
         self.zoo = zoo
         self.sample_testset = sample_testset  # a folder in HW8's layout with labels, or None
+        self.loaded = LoadedModels(pick_device())  # the visitors' own models, loaded when used
+        self.stop_requests = set()  # session hashes whose training should end after this epoch
+        self.step_seconds = {}  # architecture -> seconds per training step, measured here
+
+    def model(self, name, session):
+        """A shipped model, or one this visitor trained."""
+        if session and name in session["models"] and name not in self.zoo.models:
+            return self.loaded.get(session["models"][name])
+        return self.zoo.get(name)
+
+    def all_models(self, session):
+        return {**self.zoo.models, **{name: self.model(name, session) for name in (session or {}).get("models", {})}}
 
     # ---------------------------------------------------------------- detect
 
     @user_errors
     @on_gpu
-    def detect(self, image_path, model_name, threshold_percentile=99.0):
+    def detect(self, image_path, model_name, threshold_percentile=99.0, session=None):
         """One image, one model: what it saw, its own picture, where the score comes from, how much."""
-        model = self.zoo.get(model_name)
+        model = self.model(model_name, session)
         detection = detect(model, _image(image_path))
         details = {"model": model_name, "score": detection.score, "percentile": detection.percentile,
                    "threshold_percentile": float(threshold_percentile),
@@ -61,9 +104,9 @@ class Handlers:
         return (*render.pictures(detection), self._summary(model, details), details)
 
     @user_errors
-    def model_labels(self, model_name):
+    def model_labels(self, model_name, session=None):
         """The pictures' titles and the legend come from the model on screen."""
-        model = self.zoo.get(model_name)
+        model = self.model(model_name, session)
         return (gr.Image(label=model.picture_label), gr.Image(label=f"Heat map. {model.heat_title}"),
                 render.legend(model))
 
@@ -80,13 +123,14 @@ class Handlers:
 
     @user_errors
     @on_gpu
-    def compare(self, image_path, threshold_percentile=99.0):
+    def compare(self, image_path, threshold_percentile=99.0, session=None):
         """One image, every model: their pictures and heat maps, a table, and an ensemble."""
-        if not self.zoo.models:
+        models = self.all_models(session)
+        if not models:
             raise InputError("no model could be loaded; see the notes at the top of the page")
         image = _image(image_path)
         gallery, rows, percentiles = [], [], []
-        for name, model in self.zoo.models.items():
+        for name, model in models.items():
             detection = detect(model, image)
             captions = ["input", model.picture_label.lower(), "heat map", "overlay"]
             gallery += [(picture, f"{name}: {caption}")
@@ -103,7 +147,7 @@ class Handlers:
 
     @user_errors
     @on_gpu
-    def evaluate(self, dataset, images_file, labels_file, sources_file, model_names,
+    def evaluate(self, dataset, images_file, labels_file, sources_file, model_names, session=None,
                  progress=gr.Progress()):
         """ROC-AUC (overall and per source), ROC curves, histograms and submission CSVs."""
         if not model_names:
@@ -112,7 +156,7 @@ class Handlers:
         labels, sources = test_set.labels, test_set.sources
         scores, table, curves = {}, [], {}
         for i, name in enumerate(model_names):
-            model = self.zoo.get(name)
+            model = self.model(name, session)
             scores[name] = anomaly_scores(
                 model, test_set.images, progress=lambda f, i=i, name=name: progress(
                     (i + f) / len(model_names), desc=f"scoring with {name}"))
@@ -138,16 +182,17 @@ class Handlers:
             folder = Path(self.sample_testset)
             images_file, labels_file, sources_file = (
                 folder / "testingset.npy", folder / "testing_labels.npy", folder / "testing_sources.npy")
-        if not images_file or not labels_file:
-            raise InputError("upload the test images (.npy or .zip) and their labels (.npy or .csv)")
+        if not images_file:
+            raise InputError("upload the test images: an .npy with its labels (.npy or .csv), or a .zip "
+                             "whose sub-folders name the kind of image (good/ and one per kind of anomaly)")
         return load_test_set(images_file, labels_file, sources_file)
 
     # ---------------------------------------------------------------- latent space
 
     @user_errors
-    def encode(self, image_path, model_name):
+    def encode(self, image_path, model_name, session=None):
         """Encode an image; the first latent dimensions become sliders."""
-        model = self.zoo.get(model_name)
+        model = self.model(model_name, session)
         x = model.preprocess(_image(image_path)[None])
         with torch.inference_mode():
             code = model.encode(x)[0].float().cpu().numpy()
@@ -161,10 +206,10 @@ class Handlers:
         return [{"model": model_name, "code": code.tolist()}, self._decode(model, code), note, *sliders]
 
     @user_errors
-    def decode(self, state, *values):
+    def decode(self, session, state, *values):
         if not state:
             raise InputError("encode an image first")
-        model = self.zoo.get(state["model"])
+        model = self.model(state["model"], session)
         code = np.array(state["code"], dtype=np.float32)
         code[:min(len(code), len(values))] = values[:len(code)]
         return self._decode(model, code)
@@ -174,3 +219,151 @@ class Handlers:
         with torch.inference_mode():
             decoded = model.decode(torch.as_tensor(code, dtype=torch.float32, device=model.device)[None])
         return render.model_view(decoded[0])
+
+    # ---------------------------------------------------------------- train
+
+    def sample_faces(self):
+        """The bundled sample set's normal faces, as a training set to try the tab with."""
+        if self.sample_testset is None:
+            raise InputError("this app has no bundled sample set; upload images")
+        test_set = load_test_set(Path(self.sample_testset) / "testingset.npy",
+                                 Path(self.sample_testset) / "testing_labels.npy")
+        path = Path(tempfile.mkdtemp(prefix="ad-sample-")) / "sample_faces.npy"
+        np.save(path, np.asarray(test_set.images[test_set.labels == 0]))
+        return [str(path)]
+
+    @staticmethod
+    def _training_source(files):
+        """The uploads as one thing train.py reads: an .npy, a .zip, or a folder of the image files."""
+        files = [Path(f) for f in (files or [])]
+        if not files:
+            raise InputError("no training images yet: upload a .zip of images, several image files or an .npy")
+        if len(files) == 1 and files[0].suffix.lower() in (".zip", ".npy"):
+            return files[0]
+        if any(f.suffix.lower() not in IMAGE_SUFFIXES for f in files):
+            raise InputError("upload one .zip or one .npy, or any number of image files, not a mix "
+                             f"(got {', '.join(sorted({f.suffix or f.name for f in files}))})")
+        folder = Path(tempfile.mkdtemp(prefix="ad-upload-"))
+        for i, f in enumerate(files):
+            shutil.copy(f, folder / f"{i:05d}-{f.name}")  # two uploads may share a name
+        return folder
+
+    def _read_training_images(self, files):
+        skipped = []
+        images, _ = load_images(self._training_source(files), skipped)
+        if len(images) > MAX_TRAIN_IMAGES:
+            raise InputError(f"{len(images):,} images; the app trains on at most {MAX_TRAIN_IMAGES:,} "
+                             "(train larger sets with train.py)")
+        return images, skipped
+
+    def _seconds_per_step(self, architecture):
+        if architecture not in self.step_seconds:  # measured once per architecture on this machine
+            model = create_model(architecture).to(pick_device())
+            optimizer = torch.optim.AdamW(model.parameters())
+            x = torch.zeros(TRAINING_BATCH, 3, 64, 64, device=model.device).uniform_(-1, 1)
+            x = model.preprocess(((x + 1) * 127.5).byte().permute(0, 2, 3, 1).cpu().numpy())
+            times = []
+            for _ in range(3):
+                started = time.perf_counter()
+                loss = model.loss(x)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                times.append(time.perf_counter() - started)
+            self.step_seconds[architecture] = min(times)
+        return self.step_seconds[architecture]
+
+    @user_errors
+    def inspect_training_set(self, files, architecture, length):
+        """How many images the upload holds, what was skipped and why, a few of them, and the
+        passes and time that the chosen length means on this machine."""
+        if not files:
+            return "Upload normal images (or use the sample faces) to train on.", [], None
+        images, skipped = self._read_training_images(files)
+        steps = max(1, len(split_holdout(len(images), TrainConfig.holdout, 0)[0]) // TRAINING_BATCH)
+        epochs = default_epochs(steps) * LENGTHS[length]
+        seconds = epochs * steps * self._seconds_per_step(architecture)
+        report = f"**{len(images):,} images** read"
+        if skipped:
+            report += (f", **{len(skipped)} skipped**: " + "; ".join(reason for _, reason in skipped[:3])
+                       + ("; ..." if len(skipped) > 3 else ""))
+        report += (f".  \n{length.capitalize()} training: {epochs} passes ({epochs * steps} steps), about "
+                   f"{max(5, round(seconds, -1)):.0f} s on this machine.")
+        shown = images[np.linspace(0, len(images) - 1, min(12, len(images))).astype(int)]
+        return report, [render.upscale(np.asarray(x)) for x in shown], epochs
+
+    @user_errors
+    @on_gpu
+    def train(self, files, architecture, epochs, crop="", name="", session=None, request: gr.Request = None,
+              progress=gr.Progress()):
+        """Train a detector on the uploaded normal images; it joins this visitor's models."""
+        progress(0, desc="reading the images")
+        images, _ = self._read_training_images(files)
+        session = session or new_session()
+        name = (name or "").strip() or f"my-{architecture}-{len(session['models']) + 1}"
+        if not MODEL_NAME.match(name):
+            raise InputError(f"model name '{name}': expected up to 40 letters, digits, '-', '_' or '.'")
+        if name in self.zoo.models:
+            raise InputError(f"'{name}' is a shipped model's name; choose another")
+        out = model_folder(session, name)
+        source = Path(session["folder"]) / f"{name}-images.npy"  # read once: training reads this
+        np.save(source, images)
+        key = request.session_hash if request else None
+        self.stop_requests.discard(key)
+        records, outcome = queue.Queue(), {}
+        cfg = TrainConfig(arch=architecture, data=str(source), out=str(out), crop=crop or None,
+                          epochs=int(epochs) if epochs else None, command=f"the app's Train tab ({name})")
+
+        def run():
+            try:
+                train(cfg, on_epoch=lambda record: records.put(record) or key in self.stop_requests)
+            except Exception as e:  # noqa: BLE001 - handed to the page below
+                outcome["error"] = e
+            records.put(None)
+
+        threading.Thread(target=run, daemon=True).start()
+        history = []
+        while (record := records.get()) is not None:
+            history.append(record)
+            progress(record["epoch"] / record["epochs"], desc=f"epoch {record['epoch']}/{record['epochs']}")
+            yield (gr.skip(), f"Epoch {record['epoch']} of {record['epochs']}: held-out loss "
+                   f"{record['held_out_loss']:.4f}, {record['seconds']:.0f} s", render.loss_figure(history),
+                   *[gr.skip()] * 6)
+        source.unlink(missing_ok=True)
+        if "error" in outcome:
+            shutil.rmtree(out, ignore_errors=True)
+            error = outcome["error"]
+            raise error if isinstance(error, InputError) else InputError(f"training failed: {error}")
+        self.stop_requests.discard(key)
+        session["models"][name] = str(out)
+        model = self.loaded.get(str(out))
+        stopped = len(history) < history[-1]["epochs"]
+        status = (f"**{name}** is ready{' (stopped after epoch ' + str(len(history)) + ')' if stopped else ''}: "
+                  f"pick it in Detect, Compare and Evaluate. It lasts as long as this page's session.")
+        models = self.all_models(session)
+        decodable = [n for n, m in models.items() if hasattr(m, "decode")]
+        yield (name, status, render.loss_figure(history), self._card(model, out),
+               str(checkpoint.to_zip(out, Path(session["folder"]) / f"{name}.zip")), session,
+               gr.Dropdown(choices=choice_labels(models), value=name), gr.Dropdown(choices=list(models)),
+               gr.Dropdown(choices=decodable))
+
+    def stop_training(self, request: gr.Request):
+        """The Stop button: the run ends after the epoch it is in, keeping that epoch's model."""
+        self.stop_requests.add(request.session_hash)
+        return "Stopping after this epoch..."
+
+    @staticmethod
+    def _card(model, folder):
+        record = model.training_record
+        return (f"**{Path(folder).name}**: `{model.architecture}`, {model.parameter_count():,} parameters, "
+                f"trained on {len(record.get('history', []))} epochs in "
+                f"{record.get('history', [{}])[-1].get('seconds', 0):.0f} s. Options: "
+                f"`{ {k: v for k, v in model.config.items() if k != 'architecture'} }`.  \n{model.summary}")
+
+    @user_errors
+    def push(self, name, repo_id, token, session=None):
+        """Upload one of this visitor's models; the token is used for this call only, never kept."""
+        if not session or name not in session["models"]:
+            raise InputError("train a model first: only this session's models can be pushed from here")
+        url = checkpoint.push(session["models"][name], (repo_id or "").strip(), token=token or None)
+        return f"Pushed **{name}** to the Hub: {url}"

@@ -102,3 +102,16 @@ def histogram_figure(scores_by_model, labels):
     figure.tight_layout()
     plt.close(figure)
     return figure
+
+
+def loss_figure(history):
+    """Training and held-out loss per epoch, as training goes."""
+    figure, axis = plt.subplots(figsize=(5.5, 3), dpi=100)
+    epochs = [r["epoch"] for r in history]
+    axis.plot(epochs, [r["train_loss"] for r in history], "o-", label="training")
+    axis.plot(epochs, [r["held_out_loss"] for r in history], "o-", label="held-out normal images")
+    axis.set(xlabel="epoch", ylabel="loss", title="Loss")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    plt.close(figure)
+    return figure

@@ -5,7 +5,10 @@ from pathlib import Path
 import gradio as gr
 
 from ad.ui import render
-from ad.ui.handlers import MAX_LATENT_SLIDERS, Handlers
+from ad.models import list_models
+from ad.training import TrainConfig
+from ad.ui import sessions
+from ad.ui.handlers import LENGTHS, MAX_LATENT_SLIDERS, Handlers, choice_labels
 
 VIEW = dict(format="png", height=render.DISPLAY_SIZE, width=render.DISPLAY_SIZE, interactive=False,
             buttons=["download", "fullscreen"])
@@ -38,20 +41,18 @@ def example_images(folder):
 
 def model_choices(zoo):
     """Dropdown entries labelled with each model's measured ROC-AUC, and the best one."""
-    def auc(model):
-        return model.metrics.get("roc_auc", {}).get("overall")
-    choices = [(f"{name} (ROC-AUC {auc(m):.3f})" if auc(m) is not None else name, name)
-               for name, m in zoo.models.items()]
-    best = max(zoo.models, key=lambda name: auc(zoo.models[name]) or 0.0, default=None)
-    return choices, best
+    best = max(zoo.models, key=lambda name: zoo.models[name].metrics.get("roc_auc", {}).get("overall") or 0.0,
+               default=None)
+    return choice_labels(zoo.models), best
 
 
-def detect_tab(handlers, choices, best, examples):
+def detect_tab(handlers, session, choices, best, examples):
     shown = handlers.zoo.models.get(best)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            model = gr.Dropdown(choices, value=best, label="Model",
-                                info="ROC-AUC on the test set it was evaluated on (metrics.json)")
+            # custom values: a visitor's own trained models are theirs alone, not in the page's list
+            model = gr.Dropdown(choices, value=best, label="Model", allow_custom_value=True,
+                                info="ROC-AUC on the test set it was evaluated on")
             image = drop_zone()
             threshold = threshold_slider()
             button = gr.Button("Detect", variant="primary")
@@ -71,12 +72,13 @@ def detect_tab(handlers, choices, best, examples):
             legend = gr.Image(render.legend(shown) if shown else None, label="Heat map colours",
                               format="png", interactive=False, height=110, buttons=[])
             details = gr.JSON(label="Details", open=False)
-    gr.on([button.click, image.upload], handlers.detect, [image, model, threshold],
+    gr.on([button.click, image.upload], handlers.detect, [image, model, threshold, session],
           [seen, picture, heat, overlay, summary, details], api_name="detect")
-    model.change(handlers.model_labels, model, [picture, heat, legend], api_visibility="private")
+    model.change(handlers.model_labels, [model, session], [picture, heat, legend], api_visibility="private")
+    return model
 
 
-def compare_tab(handlers, examples):
+def compare_tab(handlers, session, examples):
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             image = drop_zone()
@@ -90,11 +92,11 @@ def compare_tab(handlers, examples):
                                  interactive=False)
             gallery = gr.Gallery(label="Per model: input, its picture, heat map, overlay",
                                  columns=4, format="png", object_fit="contain", height="auto")
-    gr.on([button.click, image.upload], handlers.compare, [image, threshold], [gallery, table],
+    gr.on([button.click, image.upload], handlers.compare, [image, threshold, session], [gallery, table],
           api_name="compare")
 
 
-def evaluate_tab(handlers, names):
+def evaluate_tab(handlers, session, names):
     sample = handlers.sample_testset is not None
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
@@ -105,10 +107,10 @@ def evaluate_tab(handlers, names):
             with gr.Group(visible=not sample) as uploads:
                 images = gr.File(label="Images: testingset.npy (N, 64, 64, 3) or a .zip of images",
                                  file_types=[".npy", ".zip"])
-                labels = gr.File(label="Labels: .npy or .csv (0 normal, 1 anomaly)",
-                                 file_types=[".npy", ".csv"])
+                labels = gr.File(label="Labels: .npy or .csv (0 normal, 1 anomaly); none for a .zip with "
+                                 "sub-folders good/ and one per kind of anomaly", file_types=[".npy", ".csv"])
                 sources = gr.File(label="Sources (optional): .npy or .csv", file_types=[".npy", ".csv"])
-            models = gr.CheckboxGroup(names, value=names, label="Models")
+            models = gr.Dropdown(names, value=names, multiselect=True, allow_custom_value=True, label="Models")
             button = gr.Button("Evaluate", variant="primary")
         with gr.Column(scale=2):
             table = gr.Dataframe(label="ROC-AUC", interactive=False)
@@ -117,17 +119,18 @@ def evaluate_tab(handlers, names):
             submissions = gr.File(label="Kaggle submissions (ID,score)", file_count="multiple")
     dataset.change(lambda choice: gr.Group(visible=choice == "upload"), dataset, uploads,
                    api_visibility="private")
-    button.click(handlers.evaluate, [dataset, images, labels, sources, models],
+    button.click(handlers.evaluate, [dataset, images, labels, sources, models, session],
                  [table, roc, histograms, submissions], api_name="evaluate", concurrency_limit=1)
+    return models
 
 
-def latent_tab(handlers, names, examples):
+def latent_tab(handlers, session, names, examples):
     """Only models with a decoder have a latent space to explore."""
     gr.Markdown("Encode an image, then move its latent coordinates and watch the decoder answer. "
                 "Small latents (the fully connected model's) are the easiest to read.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            model = gr.Dropdown(names, value=names[0] if names else None, label="Model")
+            model = gr.Dropdown(names, value=names[0] if names else None, label="Model", allow_custom_value=True)
             image = drop_zone()
             button = gr.Button("Encode", variant="primary")
             if examples:
@@ -139,9 +142,57 @@ def latent_tab(handlers, names, examples):
             with gr.Row():
                 sliders = [gr.Slider(-3, 3, value=0, step=0.01, visible=False, min_width=180)
                            for _ in range(MAX_LATENT_SLIDERS)]
-    button.click(handlers.encode, [image, model], [state, decoded, note, *sliders], api_name="encode")
-    gr.on([s.input for s in sliders], handlers.decode, [state, *sliders], decoded,
+    button.click(handlers.encode, [image, model, session], [state, decoded, note, *sliders], api_name="encode")
+    gr.on([s.input for s in sliders], handlers.decode, [session, state, *sliders], decoded,
           api_name="decode", trigger_mode="always_last", show_progress="hidden")
+    return model
+
+
+def train_tab(handlers, session, detect_model, evaluate_models, latent_model):
+    """Bring normal images, train a detector on them, then use it in the other tabs."""
+    gr.Markdown("Train a detector on your own normal images: product photos, parts, cells, digits. It "
+                "learns from normal images only, then joins the model choices of Detect, Compare and "
+                "Evaluate for you (no other visitor sees it), for as long as this page's session lasts "
+                f"(at most {sessions.SESSION_SECONDS // 3600} hours). Download it to keep it.")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            files = gr.File(label="Normal images: a .zip of images, several image files, or an .npy",
+                            file_count="multiple", file_types=[".zip", ".npy", "image"], elem_id="train-files")
+            sample = gr.Button("Use the sample faces (120 images)", size="sm",
+                               visible=handlers.sample_testset is not None)
+            architecture = gr.Dropdown(list_models(), value=TrainConfig.arch, label="Architecture",
+                                       info=f"{TrainConfig.arch}: the recommended general detector")
+            length = gr.Radio(list(LENGTHS), value="quick", label="Training length")
+            epochs = gr.Number(label="Passes over the images (set by the length; 0: the default)", precision=0,
+                               minimum=0, maximum=500, value=0, elem_id="train-epochs")
+            crop = gr.Textbox("", label="Crop box (optional): TOP,LEFT,HEIGHT,WIDTH on the 64x64 image",
+                              placeholder="e.g. 16,16,32,32")
+            name = gr.Textbox("", label="Name (optional)", placeholder="my-geo-1", max_length=40)
+            with gr.Row():
+                button = gr.Button("Train", variant="primary", elem_id="train-button")
+                stop = gr.Button("Stop", variant="stop")
+        with gr.Column(scale=2):
+            report = gr.Markdown("Upload normal images (or use the sample faces) to train on.", elem_id="train-report")
+            shown = gr.Gallery(label="Some of the images", columns=6, height="auto", object_fit="contain")
+            trained_name = gr.Textbox(label="Trained model", interactive=False, elem_id="trained-name")
+            status = gr.Markdown(elem_id="train-status")
+            loss = gr.Plot(label="Loss per epoch", format="png")
+            card = gr.Markdown()
+            download = gr.File(label="The checkpoint, as a zip (load_model and python -m ad take it as it is)")
+            with gr.Accordion("Push to the Hugging Face Hub", open=False):
+                repo = gr.Textbox(label="Repo id", placeholder="USER/NAME")
+                token = gr.Textbox(label="Token (write access; used for this push only, never kept)", type="password")
+                push = gr.Button("Push")
+                pushed = gr.Markdown()
+    gr.on([files.change, architecture.change, length.change], handlers.inspect_training_set,
+          [files, architecture, length], [report, shown, epochs], api_visibility="private")
+    sample.click(handlers.sample_faces, None, files, api_visibility="private")
+    run = button.click(handlers.train, [files, architecture, epochs, crop, name, session],
+                       [trained_name, status, loss, card, download, session, detect_model, evaluate_models,
+                        latent_model], api_name="train", concurrency_limit=1, concurrency_id="train")
+    stop.click(handlers.stop_training, None, status, api_visibility="private")
+    push.click(handlers.push, [trained_name, repo, token, session], pushed, api_visibility="private")
+    return run
 
 
 def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64):
@@ -158,13 +209,17 @@ def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64):
         if zoo.errors:
             gr.Markdown("**Models that could not be loaded:**\n" + "\n".join(
                 f"- `{name}`: {reason}" for name, reason in zoo.errors.items()), elem_id="load-errors")
+        # the visitor's own trained models: deleted with the session, or after SESSION_SECONDS
+        session = gr.State(None, time_to_live=sessions.SESSION_SECONDS, delete_callback=sessions.forget)
         with gr.Tab("Detect"):
-            detect_tab(handlers, *model_choices(zoo), examples)
+            detect_model = detect_tab(handlers, session, *model_choices(zoo), examples)
         with gr.Tab("Compare"):
-            compare_tab(handlers, examples)
+            compare_tab(handlers, session, examples)
         with gr.Tab("Evaluate"):
-            evaluate_tab(handlers, names)
+            evaluate_models = evaluate_tab(handlers, session, names)
         with gr.Tab("Latent space"):
-            latent_tab(handlers, decodable, examples)
+            latent_model = latent_tab(handlers, session, decodable, examples)
+        with gr.Tab("Train"):
+            train_tab(handlers, session, detect_model, evaluate_models, latent_model)
     demo.queue(max_size=queue_size, default_concurrency_limit=2)  # 2 vCPUs: more at once only queues
     return demo
