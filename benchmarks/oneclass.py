@@ -5,8 +5,9 @@ test images (that class normal, the nine others anomalous), report ROC-AUC per c
 Each row is one recipe for all ten classes, never tuned per class; the images go through the
 normal path (28x28 grey -> RGB 64x64), exactly as `python train.py --data CLASS.npy` reads them.
 
-Usage: python benchmarks/oneclass.py [--data FOLDER] [--rows NAME ...] [--classes 0 1 ...]
+Usage: python benchmarks/oneclass.py [--data FOLDER] [--rows [NAME ...]] [--classes 0 1 ...]
                                      [--write-readme]
+(`--rows` with no name runs nothing: with --write-readme it writes the saved rows.)
 FOLDER holds the four IDX files (gzipped or not); Debian's `dataset-fashion-mnist` package puts
 them in the default folder. Each run adds its rows to benchmarks/oneclass_results.json, and
 --write-readme writes every saved row into README, beside the published results.
@@ -136,15 +137,15 @@ def format_table(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEBIAN_FOLDER))
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--rows", nargs="*", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--classes", nargs="+", type=int, default=list(range(len(CLASSES))))
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
-    train_x, train_y, test_x, test_y = load_fashion_mnist(args.data)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data = load_fashion_mnist(args.data) if args.rows else None
     for name in args.rows:
         print(f"== {name}", flush=True)
-        results[name] = run_row(ROWS[name], args.classes, train_x, train_y, test_x, test_y)
+        results[name] = run_row(ROWS[name], args.classes, *data)
         write_json(RESULTS, results)  # after each row: a long run keeps what it measured
     table = format_table({name: results[name] for name in ROWS if name in results})
     footnote = (f"`python benchmarks/oneclass.py --write-readme` on {os.cpu_count()} CPU cores, no GPU; "

@@ -1,5 +1,6 @@
 """The app over HTTP (gradio_client) and in a real browser (Playwright driving Debian's Chromium)."""
 
+import contextlib
 import io
 import json
 import shutil
@@ -160,15 +161,24 @@ def test_a_broken_checkpoint_is_reported_and_the_others_keep_working(tmp_path, p
     assert Handlers(zoo).detect(pngs[NORMAL][0], "fcn")[5]["score"] > 0
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-def test_browser_upload_and_detect(app_url, pngs, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+@contextlib.contextmanager
+def browser_page(url):
+    """A page of the app in Debian's Chromium, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(app_url)
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_browser_upload_and_detect(app_url, pngs, tmp_path):
+    from playwright.sync_api import expect
+    with browser_page(app_url) as page:
         page.locator("input[type=file]").first.set_input_files(pngs[CIFAR][0])
         summary = page.locator("#summary")
         expect(summary).to_contain_text("Anomaly score", timeout=60_000)
@@ -176,7 +186,6 @@ def test_browser_upload_and_detect(app_url, pngs, tmp_path):
             expect(page.locator(f"{element} img")).to_be_visible(timeout=30_000)
         assert "more anomalous than" in summary.inner_text()
         page.screenshot(path=str(tmp_path / "detect.png"), full_page=True)
-        browser.close()
     assert (tmp_path / "detect.png").stat().st_size > 10_000
 
 
@@ -306,13 +315,8 @@ def test_bad_training_uploads_are_refused_and_the_app_keeps_serving(client, tmp_
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(app_url)
+    from playwright.sync_api import expect
+    with browser_page(app_url) as page:
         page.get_by_role("tab", name="Train").click()
         page.locator("#train-files input[type=file]").set_input_files(str(faces_zip))
         expect(page.locator("#train-report")).to_contain_text("120 images", timeout=60_000)
@@ -324,5 +328,4 @@ def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs, 
         expect(page.get_by_label("Model", exact=True).first).to_have_value("my-geo-1")
         page.locator("input[type=file]").first.set_input_files(pngs[CIFAR][0])
         expect(page.locator("#summary")).to_contain_text("Anomaly score", timeout=60_000)
-        browser.close()
     assert (tmp_path / "train.png").stat().st_size > 10_000

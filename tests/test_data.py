@@ -258,8 +258,8 @@ def test_a_test_set_in_sub_folders_labels_itself_as_mvtec_does(tmp_path):
         for i in range(2):
             Image.new("RGB", (30, 30), colour).save(tmp_path / "test" / folder / f"{i}.png")
     test_set = load_test_set(tmp_path / "test")
-    assert test_set.labels.tolist() == [1, 1, 0, 0, 1, 1]  # good/ normal, in file-name order
-    assert test_set.sources.tolist() == ["hole", "hole", "good", "good", "scratch", "scratch"]
+    assert test_set.labels.tolist() == [0, 0, 1, 1, 1, 1]  # good/ normal, in file-name order
+    assert test_set.sources.tolist() == ["good", "good", "hole", "hole", "scratch", "scratch"]
     with zipfile.ZipFile(tmp_path / "test.zip", "w") as archive:
         for path in sorted((tmp_path / "test").rglob("*.png")):
             archive.write(path, path.relative_to(tmp_path))  # test/good/0.png, ...

@@ -2,6 +2,7 @@
 
 import functools
 import inspect
+import json
 import queue
 import re
 import shutil
@@ -29,6 +30,7 @@ MAX_LATENT_SLIDERS = 16
 MAX_TRAIN_IMAGES = 20_000  # a visitor's upload; larger sets train with train.py
 TRAINING_BATCH = TrainConfig.batch_size
 LENGTHS = {"quick": 1, "standard": 3}  # times the default number of passes
+EPOCH_OVERHEAD_SECONDS = 0.2  # each epoch ends by calibrating and writing the checkpoint
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 try:  # ZeroGPU Spaces lend a GPU per call to functions wrapped with spaces.GPU
@@ -282,7 +284,7 @@ class Handlers:
         images, skipped = self._read_training_images(files)
         steps = max(1, len(split_holdout(len(images), TrainConfig.holdout, 0)[0]) // TRAINING_BATCH)
         epochs = default_epochs(steps) * LENGTHS[length]
-        seconds = epochs * steps * self._seconds_per_step(architecture)
+        seconds = epochs * (steps * self._seconds_per_step(architecture) + EPOCH_OVERHEAD_SECONDS)
         report = f"**{len(images):,} images** read"
         if skipped:
             report += (f", **{len(skipped)} skipped**: " + "; ".join(reason for _, reason in skipped[:3])
@@ -358,7 +360,8 @@ class Handlers:
         return (f"**{Path(folder).name}**: `{model.architecture}`, {model.parameter_count():,} parameters, "
                 f"trained on {len(record.get('history', []))} epochs in "
                 f"{record.get('history', [{}])[-1].get('seconds', 0):.0f} s. Options: "
-                f"`{ {k: v for k, v in model.config.items() if k != 'architecture'} }`.  \n{model.summary}")
+                f"`{json.dumps({k: v for k, v in model.config.items() if k != 'architecture'})}`.  \n"
+                f"{model.summary}")
 
     @user_errors
     def push(self, name, repo_id, token, session=None):
