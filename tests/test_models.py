@@ -125,3 +125,11 @@ def test_the_vae_scores_its_mean_reconstruction_and_samples_only_in_its_loss(nor
         expected = (x - model.decoder(mean)).flatten(1).norm(dim=1)
         torch.testing.assert_close(model.score(x), expected)
         assert model.loss(x).item() != model.loss(x).item()  # the loss draws a new sample each time
+
+
+def test_geo_is_never_trained_on_mirrored_images_when_mirroring_changes_a_views_label():
+    from ad.models.geo import FACE_WINDOWS
+    assert not create_model("geo").mirror_sensitive  # the whole image, turned: a mirror is still upright
+    assert create_model("geo", windows=FACE_WINDOWS, turns=[0]).mirror_sensitive  # left and right shifts
+    assert create_model("geo", mirrors=True).mirror_sensitive
+    assert not create_model("fcn").mirror_sensitive

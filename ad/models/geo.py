@@ -81,7 +81,10 @@ class TransformPredictor(Detector):
 
     @property
     def mirror_sensitive(self):
-        return any(mirrored for _, _, mirrored in self.transforms)
+        """Mirroring an image would change a view's label: mirrored views, or windows off the
+        vertical midline (mirroring swaps a crop shifted left with one shifted right)."""
+        off_centre = any(2 * left + width != 64 for _, left, _, width in self.windows)
+        return off_centre or any(mirrored for _, _, mirrored in self.transforms)
 
     def views(self, x):
         """(B, 3, 64, 64) -> (num_views, B, 3, view_size, view_size)."""

@@ -344,7 +344,7 @@ class Handlers:
                   f"pick it in Detect, Compare and Evaluate. It lasts as long as this page's session.")
         models = self.all_models(session)
         decodable = [n for n, m in models.items() if hasattr(m, "decode")]
-        yield (name, status, render.loss_figure(history), self._card(model, out),
+        yield (name, status, render.loss_figure(history), self._card(model, out, len(images)),
                str(checkpoint.to_zip(out, Path(session["folder"]) / f"{name}.zip")), session,
                gr.Dropdown(choices=choice_labels(models), value=name), gr.Dropdown(choices=list(models)),
                gr.Dropdown(choices=decodable))
@@ -355,10 +355,11 @@ class Handlers:
         return "Stopping after this epoch..."
 
     @staticmethod
-    def _card(model, folder):
+    def _card(model, folder, image_count):
         record = model.training_record
         return (f"**{Path(folder).name}**: `{model.architecture}`, {model.parameter_count():,} parameters, "
-                f"trained on {len(record.get('history', []))} epochs in "
+                f"trained on {image_count:,} images ({record['config']['holdout']:.0%} held out "
+                f"to calibrate it) for {len(record.get('history', []))} epochs in "
                 f"{record.get('history', [{}])[-1].get('seconds', 0):.0f} s. Options: "
                 f"`{json.dumps({k: v for k, v in model.config.items() if k != 'architecture'})}`.  \n"
                 f"{model.summary}")
