@@ -49,6 +49,7 @@ CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 AUTOENCODER = {"epochs": 20, "model": {"input_size": 32, "latent_dim": 32}}
 ROWS = {
     "recommended (train.py defaults)": {},
+    "geo, the whole image turned (4 views)": {"model": {"windows": [[0, 0, 64, 64]]}},
     "fcn": {"arch": "fcn", "epochs": 20, "model": {"input_size": 32, "latent_dim": 32}},
     "cnn": {"arch": "cnn", **AUTOENCODER},
     "vae": {"arch": "vae", **AUTOENCODER},

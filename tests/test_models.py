@@ -129,7 +129,9 @@ def test_the_vae_scores_its_mean_reconstruction_and_samples_only_in_its_loss(nor
 
 def test_geo_is_never_trained_on_mirrored_images_when_mirroring_changes_a_views_label():
     from ad.models.geo import FACE_WINDOWS
-    assert not create_model("geo").mirror_sensitive  # the whole image, turned: a mirror is still upright
-    assert create_model("geo", windows=FACE_WINDOWS, turns=[0]).mirror_sensitive  # left and right shifts
-    assert create_model("geo", mirrors=True).mirror_sensitive
+    whole_image = [[0, 0, 64, 64]]
+    assert not create_model("geo", windows=whole_image).mirror_sensitive  # a mirrored image is still upright
+    assert create_model("geo").mirror_sensitive  # the general views shift left and right
+    assert create_model("geo", windows=FACE_WINDOWS, turns=[0]).mirror_sensitive
+    assert create_model("geo", windows=whole_image, mirrors=True).mirror_sensitive
     assert not create_model("fcn").mirror_sensitive
