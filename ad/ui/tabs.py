@@ -202,9 +202,9 @@ def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64):
     decodable = [name for name, model in zoo.models.items() if hasattr(model, "decode")]
     examples = example_images(examples_dir)
     with gr.Blocks(title="Anomaly detection") as demo:
-        gr.Markdown("# Anomaly detection\nEvery model here learned from normal images only (faces) "
-                    "and gives any image an anomaly score: the higher, the less it looks like the "
-                    "normal images. Beside the score, each model shows why, in its own terms: the "
+        gr.Markdown("# Anomaly detection\nEvery model here learned from normal images only (the shipped "
+                    "ones from faces; the Train tab makes one from yours) and gives any image an anomaly "
+                    "score: the higher, the less it looks like its normal images. Beside the score, each model shows why, in its own terms: the "
                     "title of each picture says what it shows for the model on screen.")
         if zoo.errors:
             gr.Markdown("**Models that could not be loaded:**\n" + "\n".join(
