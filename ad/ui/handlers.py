@@ -81,10 +81,11 @@ class Handlers:
         self.loaded = LoadedModels(pick_device())  # the visitors' own models, loaded when used
         self.stop_requests = set()  # session hashes whose training should end after this epoch
         self.step_seconds = {}  # architecture -> seconds per training step, measured here
+        self.last_upload, self.upload_lock = (None, None), threading.Lock()  # (files, (images, skipped))
 
     def model(self, name, session):
         """A shipped model, or one this visitor trained."""
-        if session and name in session["models"] and name not in self.zoo.models:
+        if session and name in session["models"]:  # train() refuses the shipped models' names
             return self.loaded.get(session["models"][name])
         return self.zoo.get(name)
 
@@ -224,19 +225,25 @@ class Handlers:
 
     # ---------------------------------------------------------------- train
 
-    def sample_faces(self):
-        """The bundled sample set's normal faces, as a training set to try the tab with."""
-        if self.sample_testset is None:
-            raise InputError("this app has no bundled sample set; upload images")
+    @functools.cached_property
+    def sample_faces_file(self):
+        """The bundled sample set's normal faces as one .npy, written once per app."""
         test_set = load_test_set(Path(self.sample_testset) / "testingset.npy",
                                  Path(self.sample_testset) / "testing_labels.npy")
         path = Path(tempfile.mkdtemp(prefix="ad-sample-")) / "sample_faces.npy"
         np.save(path, np.asarray(test_set.images[test_set.labels == 0]))
-        return [str(path)]
+        return str(path)
+
+    def sample_faces(self):
+        """A training set to try the tab with."""
+        if self.sample_testset is None:
+            raise InputError("this app has no bundled sample set; upload images")
+        return [self.sample_faces_file]
 
     @staticmethod
-    def _training_source(files):
-        """The uploads as one thing train.py reads: an .npy, a .zip, or a folder of the image files."""
+    def _training_source(files, scratch):
+        """The uploads as one thing train.py reads: an .npy, a .zip, or the image files gathered
+        in the folder `scratch`."""
         files = [Path(f) for f in (files or [])]
         if not files:
             raise InputError("no training images yet: upload a .zip of images, several image files or an .npy")
@@ -245,34 +252,43 @@ class Handlers:
         if any(f.suffix.lower() not in IMAGE_SUFFIXES for f in files):
             raise InputError("upload one .zip or one .npy, or any number of image files, not a mix "
                              f"(got {', '.join(sorted({f.suffix or f.name for f in files}))})")
-        folder = Path(tempfile.mkdtemp(prefix="ad-upload-"))
         for i, f in enumerate(files):
-            shutil.copy(f, folder / f"{i:05d}-{f.name}")  # two uploads may share a name
-        return folder
+            shutil.copy(f, Path(scratch) / f"{i:05d}-{f.name}")  # two uploads may share a name
+        return Path(scratch)
 
     def _read_training_images(self, files):
-        skipped = []
-        images, _ = load_images(self._training_source(files), skipped)
-        if len(images) > MAX_TRAIN_IMAGES:
-            raise InputError(f"{len(images):,} images; the app trains on at most {MAX_TRAIN_IMAGES:,} "
+        """(images, skipped) of an upload, read once: the tab inspects it on every change of
+        architecture or length, then trains on it."""
+        key = tuple(map(str, files or ()))
+        with self.upload_lock:
+            cached = self.last_upload[1] if self.last_upload[0] == key else None
+        if cached is None:
+            skipped = []
+            with tempfile.TemporaryDirectory(prefix="ad-upload-") as scratch:
+                images, _ = load_images(self._training_source(files, scratch), skipped)
+            cached = images, skipped
+            with self.upload_lock:
+                self.last_upload = (key, cached)
+        if len(cached[0]) > MAX_TRAIN_IMAGES:
+            raise InputError(f"{len(cached[0]):,} images; the app trains on at most {MAX_TRAIN_IMAGES:,} "
                              "(train larger sets with train.py)")
-        return images, skipped
+        return cached
 
     def _seconds_per_step(self, architecture):
         if architecture not in self.step_seconds:  # measured once per architecture on this machine
             model = create_model(architecture).to(pick_device())
             optimizer = torch.optim.AdamW(model.parameters())
-            x = torch.zeros(TRAINING_BATCH, 3, 64, 64, device=model.device).uniform_(-1, 1)
-            x = model.preprocess(((x + 1) * 127.5).byte().permute(0, 2, 3, 1).cpu().numpy())
+            images = np.random.default_rng(0).integers(0, 256, (TRAINING_BATCH, 64, 64, 3), dtype=np.uint8)
+            x = model.preprocess(images)
             times = []
-            for _ in range(3):
+            for _ in range(4):  # the first step warms up; the fastest of the others counts
                 started = time.perf_counter()
                 loss = model.loss(x)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 times.append(time.perf_counter() - started)
-            self.step_seconds[architecture] = min(times)
+            self.step_seconds[architecture] = min(times[1:])
         return self.step_seconds[architecture]
 
     @user_errors
@@ -361,7 +377,7 @@ class Handlers:
                 f"trained on {image_count:,} images ({record['config']['holdout']:.0%} held out "
                 f"to calibrate it) for {len(record.get('history', []))} epochs in "
                 f"{record.get('history', [{}])[-1].get('seconds', 0):.0f} s. Options: "
-                f"`{json.dumps({k: v for k, v in model.config.items() if k != 'architecture'})}`.  \n"
+                f"`{json.dumps({k: v for k, v in model.config.items() if k != 'architecture'})}`  \n"
                 f"{model.summary}")
 
     @user_errors
