@@ -9,7 +9,8 @@ from ad.ui.tabs import build_demo  # noqa: E402
 from ad.ui.zoo import load_zoo, model_sources  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-MAX_UPLOAD = "50mb"  # a full HW8 test set (19,636 images) is 241 MB: evaluate such sets offline
+MAX_UPLOAD_MB = 300  # a full HW8 test set (19,636 images) is 241 MB: Evaluate takes it
+MAX_UPLOAD = f"{MAX_UPLOAD_MB}mb"
 
 demo = build_demo(load_zoo(model_sources(HERE / "checkpoints")), examples_dir=HERE / "examples" / "images",
                   sample_testset=HERE / "examples" / "sample_testset")

@@ -6,6 +6,11 @@ from pathlib import Path
 from ad.models.base import CALIBRATION_POINTS
 
 
+METRIC_TITLES = {"roc_auc": "ROC-AUC", "average_precision": "average precision",
+                 "tpr_at_1%_fpr": "anomalies caught at 1% false positives",
+                 "tpr_at_5%_fpr": "at 5% false positives"}
+
+
 def model_card(model, metrics=None, training=None):
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -35,9 +40,13 @@ def model_card(model, metrics=None, training=None):
               "weights (`normal_score_quantiles`), so a score reads as a percentile of normal images; "
               f"the default verdict threshold is the 99th percentile ({model.threshold(99):.4g})."]
     if metrics:
-        lines += ["", "## ROC-AUC", "", "| subset | ROC-AUC |", "|---|---|"]
-        lines += [f"| {'all' if k == 'overall' else 'normal vs ' + k} | {v:.4f} |"
-                  for k, v in metrics["roc_auc"].items()]
+        columns = [(key, title) for key, title in METRIC_TITLES.items() if key in metrics]
+        lines += ["", f"## Test results ({metrics.get('test_images', '?')} images)", "",
+                  "| subset | " + " | ".join(title for _, title in columns) + " |",
+                  "|---" * (len(columns) + 1) + "|"]
+        lines += [f"| {'all' if subset == 'overall' else 'normal vs ' + subset} | "
+                  + " | ".join(f"{metrics[key].get(subset, float('nan')):.4f}" for key, _ in columns) + " |"
+                  for subset in sorted(metrics["roc_auc"], key=lambda k: (k != "overall", k))]
     lines += ["", "## Use", "", "```python", "from ad import load_model",
               "from ad.scoring import anomaly_scores",
               "model = load_model('THIS_FOLDER_OR_HUB_ID')  # strict, safetensors only",

@@ -45,7 +45,8 @@ def add_train_arguments(parser):
     add("--limit", type=int, help="use only N training images, spread evenly over the file")
     add("--test", help="labelled test images (.npy, .zip, folder) to report ROC-AUC on after training")
     add("--labels", help="test labels (.npy or .csv): 0 normal, 1 anomaly")
-    add("--sources", help="test source ids (.npy or .csv) for per-source ROC-AUC")
+    add("--sources", help="test source ids or names (.npy or .csv) for metrics per kind of anomaly")
+    add("--source-names", help="names of numeric source ids, e.g. 1=UTKFace,2=CIFAR-10")
     add("--seed", type=int, help="seed of weights, order and augmentation")
     add("--resume", action="store_true",
         help="continue the unfinished run in --out, with the settings it started with")
@@ -106,28 +107,57 @@ def _is_main_process():
 
 
 def run_score(args):
-    from ad.evaluation import write_submission
+    from ad.evaluation import details_csv, verdicts_at, write_submission
+    from ad.files import write_text
 
     model = checkpoint.load(args.checkpoint, device=pick_device())
-    images, _ = load_images(args.images)
+    images, names = load_images(args.images)
     scores = anomaly_scores(model, images, batch_size=args.batch_size)
     write_submission(args.out, scores)
     print(f"wrote {len(scores)} scores to {args.out}")
+    if args.details:
+        verdicts = verdicts_at(scores, model.threshold(_percentile(args.threshold_percentile)))
+        write_text(args.details, details_csv(names, scores, model.percentile(scores), verdicts))
+        print(f"wrote file names, percentiles and verdicts (threshold: the {args.threshold_percentile:g}th "
+              f"percentile of normal scores; {verdicts.count('anomalous')} anomalous) to {args.details}")
 
 
 def run_evaluate(args):
-    from ad.evaluation import auc_by_source, format_table, rank_average
+    from ad.evaluation import at_threshold, best_f1_threshold, format_table, metrics_by_source, rank_average
 
-    test_set = load_test_set(args.images, args.labels, args.sources)
+    test_set = load_test_set(args.images, args.labels, args.sources, args.source_names)
     results, all_scores = {}, []
     for source in args.checkpoint:
         model = checkpoint.load(source, device=pick_device())
         scores = anomaly_scores(model, test_set.images, batch_size=args.batch_size)
         all_scores.append(scores)
-        results[_model_name(source, results)] = auc_by_source(test_set.labels, scores, test_set.sources)
-    if len(all_scores) > 1:
-        results["ensemble"] = auc_by_source(test_set.labels, rank_average(all_scores), test_set.sources)
-    print(json.dumps(results, indent=2) if args.json else format_table(results))
+        name = _model_name(source, results)
+        results[name] = metrics_by_source(test_set.labels, scores, test_set.sources)
+        threshold, f1 = best_f1_threshold(test_set.labels, scores)
+        results[name]["best_f1"] = {"threshold": threshold, "f1": f1}
+        if args.threshold_percentile is not None:
+            results[name]["at_threshold"] = {"percentile": args.threshold_percentile, **at_threshold(
+                test_set.labels, scores, model.threshold(_percentile(args.threshold_percentile)))}
+    if len(all_scores) > 1:  # ranks have no calibration: no threshold metrics for the ensemble
+        results["ensemble"] = metrics_by_source(test_set.labels, rank_average(all_scores), test_set.sources)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print("ROC-AUC, overall and normal vs each kind of anomaly:")
+    print(format_table({name: r["roc_auc"] for name, r in results.items()}))
+    print("\nOverall: average precision, share of anomalies caught at 1% and 5% false positives, best F1:")
+    print(format_table({name: {"AP": r["average_precision"]["overall"], "TPR@1%FPR": r["tpr_at_1%_fpr"]["overall"],
+                               "TPR@5%FPR": r["tpr_at_5%_fpr"]["overall"],
+                               **({"best F1": r["best_f1"]["f1"]} if "best_f1" in r else {})}
+                        for name, r in results.items()}))
+    if args.threshold_percentile is not None:
+        print(f"\nAt the {args.threshold_percentile:g}th percentile of each model's normal scores:")
+        print(format_table({name: {k: r["at_threshold"][k] for k in AT_THRESHOLD_COLUMNS}
+                            for name, r in results.items() if "at_threshold" in r}))
+
+
+AT_THRESHOLD_COLUMNS = ("precision", "recall", "f1", "false_positive_rate", "true_positives", "false_positives",
+                        "true_negatives", "false_negatives")
 
 
 def run_calibrate(args):
@@ -148,6 +178,12 @@ def run_push(args):
     print(checkpoint.push(args.checkpoint, args.repo, private=args.private, revision=args.revision))
 
 
+def _percentile(value):
+    if not 0 <= value <= 100:
+        raise InputError(f"--threshold-percentile {value:g}: expected a percentile from 0 to 100")
+    return value
+
+
 def _model_name(source, taken):
     name = Path(source).name or str(source)
     return name if name not in taken else str(source)
@@ -162,15 +198,24 @@ def build_parser():
     score.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub model id")
     score.add_argument("--images", required=True, help=".npy, image, folder or .zip")
     score.add_argument("--out", required=True, help="CSV to write")
+    score.add_argument("--details", metavar="CSV", help="also write every image's file name, score, "
+                       "percentile among normal images and verdict")
+    score.add_argument("--threshold-percentile", type=float, default=99.0, help="the verdicts' threshold: "
+                       "this percentile of the model's held-out normal scores (default: 99)")
     score.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)
 
-    evaluate = commands.add_parser("evaluate", help="ROC-AUC overall and per source")
+    evaluate = commands.add_parser("evaluate", help="ROC-AUC, average precision, TPR at low FPR, F1; "
+                                   "overall and per kind of anomaly")
     evaluate.add_argument("--checkpoint", required=True, nargs="+",
                           help="one or more checkpoint folders or Hub ids (several: plus their ensemble)")
     evaluate.add_argument("--images", required=True, help=".npy, folder or .zip of test images")
     evaluate.add_argument("--labels", help=".npy or .csv, 0 normal / 1 anomaly (default, for a folder "
                           "or zip: its sub-folders, good/ normal and every other one a kind of anomaly)")
-    evaluate.add_argument("--sources", help=".npy or .csv of per-image source ids")
+    evaluate.add_argument("--sources", help=".npy or .csv of per-image source ids or names")
+    evaluate.add_argument("--source-names", help="names of numeric source ids, e.g. 1=UTKFace,2=CIFAR-10")
+    evaluate.add_argument("--threshold-percentile", type=float, metavar="P",
+                          help="also report precision, recall, F1 and the confusion counts when images "
+                          "above the Pth percentile of each model's normal scores are called anomalous")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)
 

@@ -357,34 +357,79 @@ def load_sources(path, count):
 
 @dataclass
 class TestSet:
-    """Images with their 0/1 labels (1 = anomaly), per-image sources (or None) and names."""
+    """Images with their 0/1 labels (1 = anomaly) or None when unknown, per-image source names (or
+    None) and file names."""
 
     images: np.ndarray  # uint8 (N, 64, 64, 3)
-    labels: np.ndarray  # int64 (N,)
-    sources: np.ndarray | None
+    labels: np.ndarray | None  # int64 (N,)
+    sources: np.ndarray | None  # str (N,): the kind of each image, by name
     names: list
 
 
 NORMAL_FOLDERS = ("good", "normal")  # MVTec AD's test/good; every other folder is a kind of anomaly
 
 
-def load_test_set(images, labels=None, sources=None):
-    """The one loader of labelled test sets: images as load_images takes them, labels as
-    load_labels, sources as load_sources (they override a `source` column of a labels CSV).
-    Without a labels file, a folder or zip labels its images by the folder each lies in:
-    good/ (or normal/) is normal, any other folder is an anomaly source of that name."""
+def parse_source_names(text):
+    """'1=UTKFace,2=CIFAR-10' -> {'1': 'UTKFace', '2': 'CIFAR-10'}: names for numeric source ids."""
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        return {str(k): str(v) for k, v in text.items()}
+    pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+    if any(not sep or not key.strip() or not name.strip() for key, sep, name in pairs):
+        raise InputError(f"source names '{text}': expected ID=NAME pairs separated by commas, "
+                         "e.g. 1=UTKFace,2=CIFAR-10")
+    return {key.strip(): name.strip() for key, _, name in pairs}
+
+
+def name_sources(sources, names=None):
+    """Sources as names: given names first, strings as they are, a bare number as 'source N'."""
+    names = parse_source_names(names)
+
+    def name(value):
+        key = str(value.item() if hasattr(value, "item") else value).strip()
+        if key in names:
+            return names[key]
+        try:
+            return f"source {int(float(key))}"
+        except ValueError:
+            return key
+    return np.array([name(v) for v in np.asarray(sources).tolist()], dtype=str)
+
+
+def _folder_labels(names):
+    """(labels, sources) when every image lies in a sub-folder, one of them good/ (or normal/) and
+    another one not; None otherwise (an unlabelled set)."""
+    folders = {Path(name).parent.name.lower() for name in names}
+    if "" in folders or not folders & set(NORMAL_FOLDERS) or not folders - set(NORMAL_FOLDERS):
+        return None
+    return labels_from_folders(names, "")
+
+
+def load_test_set(images, labels=None, sources=None, source_names=None, require_labels=True):
+    """The one loader of test sets: images as load_images takes them, labels as load_labels,
+    sources as load_sources (they override a `source` column of a labels CSV), `source_names` as
+    parse_source_names takes them. Without a labels file, a folder or zip labels its images by the
+    folder each lies in: good/ (or normal/) is normal, any other folder is an anomaly source of that
+    name. With `require_labels=False`, a set with no labels is scored as it is (labels None)."""
     array, names = load_images(images)
+    is_collection = Path(str(images)).is_dir() or str(images).lower().endswith(".zip")
+    source_values = None
     if labels:
         label_values, source_values = load_labels(labels, names)
-    elif Path(str(images)).is_dir() or str(images).lower().endswith(".zip"):
+    elif is_collection and (require_labels or _folder_labels(names) is not None):
         label_values, source_values = labels_from_folders(names, images)
-    else:
+    elif require_labels:
         raise InputError(f"{images}: a test set needs labels (0 = normal, 1 = anomaly per image), "
                          "as .npy or .csv, or images in sub-folders good/ and one per kind of anomaly")
+    else:
+        label_values = None
     if sources:
         source_values = load_sources(sources, len(array))
-    check_two_classes(label_values, Path(str(labels)).name)
-    return TestSet(array, label_values, source_values, names)
+    if label_values is not None:
+        check_two_classes(label_values, Path(str(labels)).name if labels else f"{images}'s sub-folders")
+    return TestSet(array, label_values, None if source_values is None else name_sources(source_values, source_names),
+                   names)
 
 
 def _load_vector(path, what):

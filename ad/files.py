@@ -34,6 +34,7 @@ def current_umask():
 def write_text(path, text):
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def write_json(path, obj):

@@ -15,7 +15,7 @@ from ad import checkpoint
 from ad.data import MIN_TRAINING_IMAGES, load_normal_images, load_test_set
 from ad.device import pick_device
 from ad.errors import InputError
-from ad.evaluation import auc_by_source
+from ad.evaluation import metrics_by_source
 from ad.models import create_model
 from ad.scoring import anomaly_scores
 
@@ -44,7 +44,8 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # architecture options: widths, latent_dim, ...
     test: str | None = None  # a labelled test set, evaluated after the last epoch
     labels: str | None = None  # its 0/1 labels
-    sources: str | None = None  # its per-image sources, for per-source ROC-AUC
+    sources: str | None = None  # its per-image sources, for metrics per kind of anomaly
+    source_names: str | None = None  # names of numeric source ids: "1=UTKFace,2=CIFAR-10"
     resume: bool = False  # continue the unfinished run in `out`, with its own settings
     overwrite: bool = False  # replace the checkpoint in `out`
     command: str | None = None  # the command line, recorded in the model card
@@ -128,7 +129,7 @@ def _train(cfg, rank, world, local_rank, on_epoch=None):
         raise InputError(f"--limit {cfg.limit}: training needs at least {MIN_TRAINING_IMAGES} images")
     train_idx, holdout_idx = split_holdout(len(images), cfg.holdout, cfg.seed)
     # fail on bad test files now, not after hours of training
-    test_set = load_test_set(cfg.test, cfg.labels, cfg.sources) if cfg.test else None
+    test_set = load_test_set(cfg.test, cfg.labels, cfg.sources, cfg.source_names) if cfg.test else None
 
     if state is None:
         checkpoint.prepare_output(cfg.out, cfg.overwrite)
@@ -212,5 +213,4 @@ def _train(cfg, rank, world, local_rank, on_epoch=None):
 
 def _evaluate(model, test_set):
     scores = anomaly_scores(model, test_set.images, desc="test set")
-    return {"roc_auc": auc_by_source(test_set.labels, scores, test_set.sources),
-            "test_images": len(test_set.images)}
+    return {**metrics_by_source(test_set.labels, scores, test_set.sources), "test_images": len(test_set.images)}

@@ -33,7 +33,8 @@ from benchmarks.references import RECIPES, png_size_scores, reference_scores, tr
 from benchmarks.speed import FULL_HW8_TEST_SET  # noqa: E402
 
 REFERENCE_RESULTS = ROOT / "benchmarks" / "reference_results.json"
-SOURCE_NAMES = {"1": "UTKFace", "2": "CIFAR-10", "shuffled": "shuffled faces"}  # faces-dev's ids
+FACES_DEV_SOURCES = "1=UTKFace,2=CIFAR-10"  # faces-dev's source ids (its README)
+SOURCE_NAMES = {"shuffled": "shuffled faces"}
 SHUFFLED = "shuffled"  # a synthetic source: normal faces cut in 16x16 tiles and shuffled
 
 
@@ -71,7 +72,7 @@ def main():
     train = load_array(data / "trainingset.npy")
     sources_file = data / "testing_sources.npy"
     test_set = load_test_set(data / "testingset.npy", data / "testing_labels.npy",
-                             sources_file if sources_file.exists() else None)
+                             sources_file if sources_file.exists() else None, FACES_DEV_SOURCES)
     test, labels = np.asarray(test_set.images), test_set.labels
     sources = test_set.sources.astype(str) if test_set.sources is not None else np.full(len(test), "anomaly")
     normal = test[labels == 0]

@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE_NAMES = {0: "celeba", 1: "utkface", 2: "cifar10"}  # faces-dev's testing_sources.npy ids
+SOURCE_NAMES = {0: "celeba", 1: "utkface", 2: "cifar10"}  # faces-dev's testing_sources.npy ids, in file names
+DISPLAY_NAMES = {0: "CelebA", 1: "UTKFace", 2: "CIFAR-10"}  # the sample set's sources, as the app shows them
 SAMPLE_PER_SOURCE = {0: 120, 1: 60, 2: 60}
 EXAMPLES_PER_SOURCE = 6
 
@@ -35,7 +36,7 @@ def main(folder):
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "testingset.npy", np.ascontiguousarray(images[sample]))
     np.save(out / "testing_labels.npy", labels[sample].astype(np.uint8))
-    np.save(out / "testing_sources.npy", np.array([SOURCE_NAMES[s] for s in sources[sample]]))
+    np.save(out / "testing_sources.npy", np.array([DISPLAY_NAMES[s] for s in sources[sample]]))
 
 
 if __name__ == "__main__":

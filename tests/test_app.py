@@ -97,26 +97,75 @@ def test_compare_returns_every_architecture_and_an_ensemble(client, pngs):
     assert ensemble == pytest.approx(np.mean([row[2] for row in table["data"][:-1]]), abs=0.01)
 
 
+PERCENTILE, BEST_F1 = "percentile of normal scores", "best F1 on these labels"
+
+
+def evaluate(client, *test_set, models, mode=PERCENTILE, percentile=99.0):
+    """The Evaluate tab's outputs by label: what a visitor sees after pressing Evaluate."""
+    outputs = client.predict(*test_set, models, mode, percentile, api_name="/evaluate")
+    names = ["overview", "ranking", "curves", "agreement", "inspected", "at_threshold", "confusion", "histograms",
+             "flagged", "false_positives", "false_negatives", "ranked", "files"]
+    return dict(zip(names, outputs))
+
+
+def table(output):
+    value = output.get("value", output)
+    return [dict(zip(value["headers"], row)) for row in value["data"]]
+
+
 def test_evaluate_matches_the_command_line(client, capsys):
     from gradio_client import handle_file
     files = [SAMPLE_TESTSET / name for name in ("testingset.npy", "testing_labels.npy", "testing_sources.npy")]
-    table, roc, histograms, submissions = client.predict(
-        "upload", *[handle_file(str(f)) for f in files], ["fcn", "cnn"], api_name="/evaluate")
-    rows = {row[0]: row for row in table["value"]["data"]}
+    shown = evaluate(client, "upload", *[handle_file(str(f)) for f in files], models=["fcn", "cnn"], percentile=95.0)
     main(["evaluate", "--checkpoint", str(ROOT / "checkpoints" / "fcn"), str(ROOT / "checkpoints" / "cnn"),
-          "--images", str(files[0]), "--labels", str(files[1]), "--sources", str(files[2]), "--json"])
+          "--images", str(files[0]), "--labels", str(files[1]), "--sources", str(files[2]), "--json",
+          "--threshold-percentile", "95"])
     expected = json.loads(capsys.readouterr().out)
+    ranking = {(row["model"], row["images"]): row for row in table(shown["ranking"])}
     for name in ("fcn", "cnn"):
-        assert rows[name][1:] == pytest.approx([round(expected[name][k], 4) for k in ("overall", "cifar10", "utkface")])
-    assert rows["ensemble (rank mean)"][1] == pytest.approx(expected["ensemble"]["overall"], abs=1e-4)
-    assert len(submissions) == 3 and all(Path(f).read_text().startswith("ID,score\n") for f in submissions)
+        for subset, title in (("overall", "all"), ("CIFAR-10", "normal vs CIFAR-10"), ("UTKFace", "normal vs UTKFace")):
+            row = ranking[name, title]
+            assert row["ROC-AUC"] == pytest.approx(expected[name]["roc_auc"][subset], abs=1e-4)
+            assert row["average precision"] == pytest.approx(expected[name]["average_precision"][subset], abs=1e-4)
+            assert row["caught at 1% FPR"] == pytest.approx(expected[name]["tpr_at_1%_fpr"][subset], abs=1e-4)
+    at = {row["model"]: row for row in table(shown["at_threshold"])}
+    for name in ("fcn", "cnn"):
+        cli = expected[name]["at_threshold"]
+        assert (at[name]["TP"], at[name]["FP"], at[name]["TN"], at[name]["FN"]) == (
+            cli["true_positives"], cli["false_positives"], cli["true_negatives"], cli["false_negatives"])
+        assert at[name]["F1"] == pytest.approx(cli["f1"], abs=1e-4)
+    files = shown["files"]
+    assert Path(files[0]).name == "evaluation.zip" and len(zipfile.ZipFile(files[0]).namelist()) == 4
+    submission = next(f for f in files if Path(f).name == "submission_fcn.csv")
+    assert Path(submission).read_text().startswith("ID,score\n")
 
 
-def test_evaluate_on_the_bundled_sample(client):
-    table, *_ = client.predict("bundled sample", None, None, None, list_models(), api_name="/evaluate")
-    headers = table["value"]["headers"]
-    assert headers == ["model", "overall", "normal vs cifar10", "normal vs utkface"]
-    assert len(table["value"]["data"]) == len(list_models()) + 1
+def test_evaluate_on_the_bundled_sample_names_the_sources(client):
+    shown = evaluate(client, "bundled sample", None, None, None, models=list_models())
+    assert {row["images"] for row in table(shown["ranking"])} == {"all", "normal vs CIFAR-10", "normal vs UTKFace"}
+    assert "120 normal, 120 anomalous (UTKFace: 60, CIFAR-10: 60)" in shown["overview"]
+    assert "Model agreement" in shown["overview"] and len(table(shown["agreement"])) == len(list_models())
+    assert all(", CIFAR-10: score" in item["caption"] or ", UTKFace: score" in item["caption"]
+               for item in shown["flagged"][:5])  # the most anomalous, named by kind
+
+
+def test_evaluate_without_labels_ranks_flags_and_writes_the_csvs(client):
+    from gradio_client import handle_file
+    shown = evaluate(client, "upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")), None, None,
+                     models=["fcn"], percentile=90.0)
+    assert "No labels" in shown["overview"] and shown["ranking"]["visible"] is False
+    ranked = table(shown["ranked"])
+    scores = [row["score"] for row in ranked]
+    assert scores == sorted(scores, reverse=True) and len(ranked) == 240
+    flagged = table(shown["at_threshold"])[0]["flagged"]
+    assert sum(row["verdict"] == "anomalous" for row in ranked) == flagged
+    assert all(row["verdict"] == verdict(row["percentile"], 90.0) for row in ranked if abs(row["percentile"] - 90) > 0.01)
+    details = Path(next(f for f in shown["files"] if Path(f).name == "scores_fcn.csv")).read_text().splitlines()
+    assert details[0] == "ID,file,score,percentile,verdict" and len(details) == 241
+    assert len(shown["flagged"]) == 24 and shown["false_positives"]["visible"] is False
+    with pytest.raises(Exception, match="needs labels"):
+        evaluate(client, "upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")), None, None,
+                 models=["fcn"], mode=BEST_F1)
 
 
 def test_evaluate_reports_mismatched_labels(client, tmp_path):
@@ -124,8 +173,8 @@ def test_evaluate_reports_mismatched_labels(client, tmp_path):
     from gradio_client.exceptions import AppError
     np.save(tmp_path / "short.npy", np.zeros(5, np.uint8))
     with pytest.raises(AppError, match="5 labels for 240 images"):
-        client.predict("upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")),
-                       handle_file(str(tmp_path / "short.npy")), None, ["fcn"], api_name="/evaluate")
+        evaluate(client, "upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")),
+                 handle_file(str(tmp_path / "short.npy")), None, models=["fcn"])
 
 
 def test_a_file_that_is_not_an_image_gets_a_clear_message(client, tmp_path):
@@ -189,6 +238,29 @@ def test_browser_upload_and_detect(app_url, pngs, tmp_path):
     assert (tmp_path / "detect.png").stat().st_size > 10_000
 
 
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_browser_threshold_moves_the_figures_without_scoring_again(app_url, monkeypatch):
+    from playwright.sync_api import expect
+
+    import ad.ui.handlers
+    calls, real = [], ad.ui.handlers.anomaly_scores
+    monkeypatch.setattr(ad.ui.handlers, "anomaly_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with browser_page(app_url) as page:
+        page.get_by_role("tab", name="Evaluate").click()
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        confusion, histograms = page.locator("#confusion"), page.locator("#histograms img")
+        expect(confusion).to_contain_text("called anomalous", timeout=60_000)
+        scored, before, picture = len(calls), confusion.inner_text(), histograms.get_attribute("src")
+        assert scored == len(list_models())
+        page.locator("#evaluate-threshold input[type=number]").fill("60")
+        page.locator("#evaluate-threshold input[type=number]").press("Enter")
+        expect(confusion).not_to_have_text(before, timeout=30_000)
+        expect(histograms).not_to_have_attribute("src", picture, timeout=30_000)
+        assert len(calls) == scored  # the threshold reuses the scores: no model ran again
+        page.get_by_label("Thumbnail 1 of 24").first.click()  # an image opens in Detect, judged there
+        expect(page.locator("#summary")).to_contain_text("Anomaly score", timeout=60_000)
+
+
 def test_concurrent_clients_all_get_answers(app_url, pngs):
     from gradio_client import Client, handle_file
     results, errors = [], []
@@ -241,11 +313,21 @@ def test_the_app_serves_no_files_but_its_own_outputs(app_url, path):
     assert response.status_code in (403, 404), response.status_code
 
 
-def test_uploads_over_the_size_limit_are_refused(app_url):
+def test_uploads_over_the_size_limit_are_refused_and_a_full_hw8_test_set_fits():
     import httpx
-    files = {"files": ("big.npy", b"\0" * (51 * 1024 * 1024), "application/octet-stream")}
-    response = httpx.post(f"{app_url}gradio_api/upload", files=files, timeout=60)
-    assert response.status_code == 413
+
+    import app
+    assert app.MAX_UPLOAD_MB * 1024 * 1024 > 19_636 * 64 * 64 * 3 + 128  # testingset.npy, header included
+    demo = build_demo(load_zoo({}))  # the limit as app.py sets it, at 1 MB: sending 300 MB takes a while
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                max_file_size=app.MAX_UPLOAD.replace(str(app.MAX_UPLOAD_MB), "1"))
+    try:
+        files = {"files": ("big.npy", b"\0" * (2 * 1024 * 1024), "application/octet-stream")}
+        response = httpx.post(f"http://127.0.0.1:{port}/gradio_api/upload", files=files, timeout=60)
+        assert response.status_code == 413
+    finally:
+        demo.close()
 
 
 def test_zero_gpu_spaces_get_the_gpu_work_wrapped(monkeypatch):

@@ -71,11 +71,40 @@ def test_evaluate_reports_sklearn_auc_per_source_and_an_ensemble(trained, data_f
     results = json.loads(out)
     images, labels = np.load(data_files / "testingset.npy"), np.load(data_files / "testing_labels.npy")
     expected = roc_auc_score(labels, anomaly_scores(load_model(folders[0]), images))
-    assert results["fcn"]["overall"] == pytest.approx(expected)
-    assert set(results) == {"fcn", "geo", "ensemble"} and set(results["geo"]) == {"overall", "stripes"}
+    assert results["fcn"]["roc_auc"]["overall"] == pytest.approx(expected)
+    assert set(results) == {"fcn", "geo", "ensemble"} and set(results["geo"]["roc_auc"]) == {"overall", "stripes"}
+    assert {"average_precision", "tpr_at_1%_fpr", "tpr_at_5%_fpr", "best_f1"} <= set(results["fcn"])
+    assert "at_threshold" not in results["fcn"]  # only when a threshold is asked for
     status, table, _ = run(["evaluate", "--checkpoint", *folders, "--images", str(data_files / "testingset.npy"),
                             "--labels", str(data_files / "testing_labels.npy")], capsys)
     assert status == 0 and all(name in table for name in ("fcn", "geo", "ensemble"))
+
+
+def test_evaluate_at_a_threshold_percentile_counts_what_the_verdicts_would_be(trained, data_files, capsys):
+    folder = str(trained("fcn"))
+    test = ["--images", str(data_files / "testingset.npy"), "--labels", str(data_files / "testing_labels.npy")]
+    status, out, err = run(["evaluate", "--checkpoint", folder, *test, "--threshold-percentile", "95", "--json"], capsys)
+    assert status == 0, err
+    at = json.loads(out)["fcn"]["at_threshold"]
+    model, labels = load_model(folder), np.load(data_files / "testing_labels.npy")
+    called = anomaly_scores(model, np.load(data_files / "testingset.npy")) > model.threshold(95)
+    assert at["percentile"] == 95 and at["true_positives"] == int((called & (labels == 1)).sum())
+    assert at["false_positives"] == int((called & (labels == 0)).sum())
+    assert at["recall"] > 0.8  # the tiny model learned: most stripes are caught at 5% false positives
+    status, table, _ = run(["evaluate", "--checkpoint", folder, *test, "--threshold-percentile", "95"], capsys)
+    assert status == 0 and "At the 95th percentile" in table and "false_positives" in table
+    status, _, err = run(["evaluate", "--checkpoint", folder, *test, "--threshold-percentile", "120"], capsys)
+    assert status == 2 and "expected a percentile from 0 to 100" in err
+
+
+def test_score_writes_every_image_with_its_percentile_and_verdict(trained, data_files, tmp_path, capsys):
+    status, out, err = run(["score", "--checkpoint", str(trained("fcn")), "--images", str(data_files / "testingset.npy"),
+                            "--out", str(tmp_path / "s.csv"), "--details", str(tmp_path / "d.csv")], capsys)
+    assert status == 0 and "anomalous) to" in out, err
+    rows = list(csv.DictReader(open(tmp_path / "d.csv")))
+    assert len(rows) == 80 and {r["verdict"] for r in rows} == {"normal", "anomalous"}
+    assert all((r["verdict"] == "anomalous") == (float(r["percentile"]) > 99) for r in rows
+               if abs(float(r["percentile"]) - 99) > 0.01)
 
 
 def test_evaluate_reads_labels_from_sub_folders_as_mvtec_lays_them_out(trained, test_images, tmp_path, capsys):
@@ -87,7 +116,7 @@ def test_evaluate_reads_labels_from_sub_folders_as_mvtec_lays_them_out(trained, 
     status, out, err = run(["evaluate", "--checkpoint", str(trained("fcn")), "--images", str(tmp_path / "test"),
                             "--json"], capsys)
     assert status == 0, err
-    result = json.loads(out)["fcn"]
+    result = json.loads(out)["fcn"]["roc_auc"]
     assert set(result) == {"overall", "stripes"} and result["overall"] > 0.9
 
 
@@ -128,7 +157,7 @@ def test_each_command_runs_end_to_end_as_a_program(trained, data_files, tmp_path
     assert score.returncode == 0 and (tmp_path / "s.csv").read_text().startswith("ID,score\n"), score.stderr
     evaluate = program("-m", "ad", "evaluate", "--checkpoint", str(folder), *test, "--labels",
                        str(data_files / "testing_labels.npy"), "--json")
-    assert evaluate.returncode == 0 and json.loads(evaluate.stdout)["fcn"]["overall"] > 0.9, evaluate.stderr
+    assert evaluate.returncode == 0 and json.loads(evaluate.stdout)["fcn"]["roc_auc"]["overall"] > 0.9, evaluate.stderr
     calibrate = program("-m", "ad", "calibrate", "--checkpoint", str(folder), "--images",
                         str(data_files / "trainingset.npy"))
     assert calibrate.returncode == 0 and "calibrated" in calibrate.stdout, calibrate.stderr

@@ -240,7 +240,12 @@ def test_a_test_set_loads_from_a_folder_with_labels_and_sources_by_file_name(tmp
     assert test_set.names == ["a.png", "b.png", "c.png"] and test_set.labels.tolist() == [0, 1, 1]
     assert test_set.sources.tolist() == ["red", "blue", "green"] and test_set.images.shape == (3, 64, 64, 3)
     np.save(tmp_path / "sources.npy", np.array([5, 6, 7]))
-    assert load_test_set(folder, tmp_path / "labels.csv", tmp_path / "sources.npy").sources.tolist() == [5, 6, 7]
+    assert load_test_set(folder, tmp_path / "labels.csv", tmp_path / "sources.npy").sources.tolist() == [
+        "source 5", "source 6", "source 7"]  # bare ids are never shown as bare numbers
+    named = load_test_set(folder, tmp_path / "labels.csv", tmp_path / "sources.npy", "5=CelebA, 7=CIFAR-10")
+    assert named.sources.tolist() == ["CelebA", "source 6", "CIFAR-10"]
+    with pytest.raises(InputError, match="expected ID=NAME pairs"):
+        load_test_set(folder, tmp_path / "labels.csv", tmp_path / "sources.npy", "5:CelebA")
 
 
 def test_a_test_set_needs_labels_of_both_kinds(tmp_path):
@@ -267,3 +272,16 @@ def test_a_test_set_in_sub_folders_labels_itself_as_mvtec_does(tmp_path):
     Image.new("RGB", (30, 30)).save(tmp_path / "test" / "loose.png")
     with pytest.raises(InputError, match="'loose.png' lies outside any sub-folder"):
         load_test_set(tmp_path / "test")
+
+
+def test_a_test_set_without_labels_is_scored_as_it_is_when_labels_are_optional(tmp_path):
+    np.save(tmp_path / "images.npy", np.zeros((3, 64, 64, 3), np.uint8))
+    unlabelled = load_test_set(tmp_path / "images.npy", require_labels=False)
+    assert unlabelled.labels is None and unlabelled.names == ["0", "1", "2"]
+    for folder in ("cats", "dogs"):  # sub-folders, none of them good/: kinds, not labels
+        (tmp_path / "photos" / folder).mkdir(parents=True)
+        Image.new("RGB", (30, 30)).save(tmp_path / "photos" / folder / "a.png")
+    assert load_test_set(tmp_path / "photos", require_labels=False).labels is None
+    (tmp_path / "photos" / "good").mkdir()
+    Image.new("RGB", (30, 30)).save(tmp_path / "photos" / "good" / "b.png")
+    assert load_test_set(tmp_path / "photos", require_labels=False).labels.tolist() == [1, 1, 0]

@@ -9,21 +9,24 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import torch
+from PIL import Image
 
 from ad import checkpoint
 from ad.data import IMAGE_SUFFIXES, load_images, load_test_set, open_image
 from ad.device import pick_device
 from ad.errors import InputError
-from ad.evaluation import auc_by_source, rank_average, roc_points, write_submission
 from ad.models import create_model
 from ad.scoring import anomaly_scores, detect, verdict
 from ad.training import TrainConfig, default_epochs, split_holdout, train
 from ad.ui import render
+from ad.ui.evaluation import PERCENTILE, EvaluationRun
 from ad.ui.sessions import LoadedModels, model_folder, new_session
 
 MAX_LATENT_SLIDERS = 16
@@ -31,6 +34,7 @@ MAX_TRAIN_IMAGES = 20_000  # a visitor's upload; larger sets train with train.py
 TRAINING_BATCH = TrainConfig.batch_size
 LENGTHS = {"quick": 1, "standard": 3}  # times the default number of passes
 EPOCH_OVERHEAD_SECONDS = 0.2  # each epoch ends by calibrating and writing the checkpoint
+KEPT_EVALUATIONS = 4  # test-set runs kept for the threshold slider, newest first
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 try:  # ZeroGPU Spaces lend a GPU per call to functions wrapped with spaces.GPU
@@ -82,6 +86,7 @@ class Handlers:
         self.stop_requests = set()  # session hashes whose training should end after this epoch
         self.step_seconds = {}  # architecture -> seconds per training step, measured here
         self.last_upload, self.upload_lock = (None, None), threading.Lock()  # (files, (images, skipped))
+        self.evaluations = OrderedDict()  # key -> EvaluationRun: the scores the threshold slider reuses
 
     def model(self, name, session):
         """A shipped model, or one this visitor trained."""
@@ -150,33 +155,83 @@ class Handlers:
 
     @user_errors
     @on_gpu
-    def evaluate(self, dataset, images_file, labels_file, sources_file, model_names, session=None,
-                 progress=gr.Progress()):
-        """ROC-AUC (overall and per source), ROC curves, histograms and submission CSVs."""
+    def evaluate(self, dataset, images_file, labels_file, sources_file, model_names, mode=PERCENTILE,
+                 threshold_percentile=99.0, session=None, progress=gr.Progress()):
+        """Score a test set with every chosen model, once, and show all of it; `at_threshold` then
+        redraws what moves with the threshold from the same scores."""
         if not model_names:
             raise InputError("pick at least one model to evaluate")
         test_set = self._test_set(dataset, images_file, labels_file, sources_file)
-        labels, sources = test_set.labels, test_set.sources
-        scores, table, curves = {}, [], {}
-        for i, name in enumerate(model_names):
-            model = self.model(name, session)
-            scores[name] = anomaly_scores(
-                model, test_set.images, progress=lambda f, i=i, name=name: progress(
-                    (i + f) / len(model_names), desc=f"scoring with {name}"))
-        if len(scores) > 1:
-            scores["ensemble (rank mean)"] = rank_average(list(scores.values()))
-        output_dir = Path(tempfile.mkdtemp(prefix="ad-evaluate-"))  # per request: users never collide
-        files = []
-        for name, values in scores.items():
-            auc = auc_by_source(labels, values, sources)
-            table.append([name] + [round(auc[k], 4) for k in auc])
-            curves[name] = (*roc_points(labels, values), auc["overall"])
-            path = output_dir / f"submission_{name.split(' ')[0]}.csv"
-            write_submission(path, values)
-            files.append(str(path))
-        headers = ["model", "overall"] + [f"normal vs {k}" for k in auc if k != "overall"]
-        return (gr.Dataframe(value=table, headers=headers), render.roc_figure(curves),
-                render.histogram_figure(scores, labels), files)
+        models = {name: self.model(name, session) for name in model_names}
+        scores, started = {}, time.perf_counter()
+        for i, (name, model) in enumerate(models.items()):
+            def report(fraction, i=i, name=name):
+                done = (i + fraction) / len(models)
+                left = (time.perf_counter() - started) * (1 - done) / max(done, 1e-9)
+                progress(done, desc=f"scoring {len(test_set.images):,} images with {name} "
+                         f"({i + 1} of {len(models)}), about {left:.0f} s left")
+            scores[name] = anomaly_scores(model, test_set.images, progress=report)
+        run = EvaluationRun(test_set, models, scores)
+        key = self._keep(run)
+        return (key, run.overview(), gr.Dataframe(run.ranking_table(), visible=run.labelled),
+                gr.Plot(render.curves_figure(run.curves()) if run.labelled else None, visible=run.labelled),
+                gr.Dataframe(run.agreement_table(), visible=len(models) > 1),
+                gr.Dropdown(choices=list(models), value=list(models)[0]),
+                *self.at_threshold(key, mode, threshold_percentile, list(models)[0]),
+                self.downloads(key, mode, threshold_percentile))
+
+    def _keep(self, run):
+        """Runs live on the server, a few at a time (20,000 images weigh 250 MB): the page holds a key."""
+        key = uuid.uuid4().hex
+        with self.upload_lock:
+            self.evaluations[key] = run
+            while len(self.evaluations) > KEPT_EVALUATIONS:
+                self.evaluations.popitem(last=False)
+        return key
+
+    def _run(self, key):
+        run = self.evaluations.get(key) if key else None
+        if run is None:
+            raise InputError("evaluate a test set first (runs are kept for a while, then forgotten)")
+        return run
+
+    @user_errors
+    def at_threshold(self, key, mode, threshold_percentile, inspected):
+        """What moves with the threshold, from the scores already computed (no model call): metrics,
+        histograms with the line, the errors at the threshold and the ranked images."""
+        if key is None:  # the threshold moved before any evaluation: nothing to redraw
+            return (gr.skip(),) * 8
+        run = self._run(key)
+        thresholds = run.thresholds(mode, threshold_percentile)
+        inspected = inspected if inspected in run.scores else next(iter(run.scores))
+        flagged, false_positives, false_negatives = run.examples(inspected, thresholds[inspected])
+        galleries = [[(render.upscale(np.asarray(run.test_set.images[i])), caption) for i, caption in shown]
+                     for shown in (flagged, false_positives, false_negatives)]
+        return (gr.Dataframe(run.threshold_table(thresholds)),
+                gr.Dataframe(run.confusion_table(inspected, thresholds[inspected]), visible=run.labelled),
+                render.histogram_figure(run.scores, run.test_set.labels, thresholds),
+                galleries[0], gr.Gallery(galleries[1], visible=run.labelled),
+                gr.Gallery(galleries[2], visible=run.labelled), run.image_table(inspected, thresholds[inspected]),
+                {"flagged": [i for i, _ in flagged], "false_positives": [i for i, _ in false_positives],
+                 "false_negatives": [i for i, _ in false_negatives], "model": inspected})
+
+    @user_errors
+    def downloads(self, key, mode, threshold_percentile):
+        """The CSVs at the threshold where the slider came to rest, and one zip of them."""
+        if key is None:
+            return gr.skip()
+        run = self._run(key)
+        return run.write_files(run.thresholds(mode, threshold_percentile),
+                               Path(tempfile.mkdtemp(prefix="ad-evaluate-")))  # per request: users never collide
+
+    @user_errors
+    def open_in_detect(self, key, shown, gallery, event: gr.SelectData):
+        """A gallery image clicked in Evaluate opens in Detect, with the model that judged it."""
+        run = self._run(key)
+        index = shown[gallery][event.index]
+        path = Path(tempfile.mkdtemp(prefix="ad-open-")) / f"{Path(run.test_set.names[index]).stem}.png"
+        Image.fromarray(np.asarray(run.test_set.images[index])).save(path)
+        return str(path), shown["model"], gr.Tabs(selected="detect")
 
     def _test_set(self, dataset, images_file, labels_file, sources_file):
         if dataset == "bundled sample":
@@ -186,9 +241,9 @@ class Handlers:
             images_file, labels_file, sources_file = (
                 folder / "testingset.npy", folder / "testing_labels.npy", folder / "testing_sources.npy")
         if not images_file:
-            raise InputError("upload the test images: an .npy with its labels (.npy or .csv), or a .zip "
-                             "whose sub-folders name the kind of image (good/ and one per kind of anomaly)")
-        return load_test_set(images_file, labels_file, sources_file)
+            raise InputError("upload the test images: an .npy (labels optional, as .npy or .csv), or a .zip "
+                             "(labelled by its sub-folders good/ and one per kind of anomaly, if it has them)")
+        return load_test_set(images_file, labels_file, sources_file, require_labels=False)
 
     # ---------------------------------------------------------------- latent space
 

@@ -1,6 +1,7 @@
 """The app's layout: one function per tab, and `build_demo` that wires events to the handlers."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -8,6 +9,7 @@ from ad.ui import render
 from ad.models import list_models
 from ad.training import TrainConfig
 from ad.ui import sessions
+from ad.ui.evaluation import BEST_F1, PERCENTILE, TABLE_ROWS
 from ad.ui.handlers import LENGTHS, MAX_LATENT_SLIDERS, Handlers, choice_labels
 
 VIEW = dict(format="png", height=render.DISPLAY_SIZE, width=render.DISPLAY_SIZE, interactive=False,
@@ -30,9 +32,9 @@ def drop_zone(label="Image: drag and drop, upload or paste"):
                     height=280)
 
 
-def threshold_slider():
+def threshold_slider(elem_id=None):
     return gr.Slider(50, 99.9, value=99.0, step=0.1, label="Verdict threshold: percentile of "
-                     "held-out normal scores", info="Above it an image is called anomalous")
+                     "held-out normal scores", info="Above it an image is called anomalous", elem_id=elem_id)
 
 
 def example_images(folder):
@@ -72,10 +74,11 @@ def detect_tab(handlers, session, choices, best, examples):
             legend = gr.Image(render.legend(shown) if shown else None, label="Heat map colours",
                               format="png", interactive=False, height=110, buttons=[])
             details = gr.JSON(label="Details", open=False)
-    gr.on([button.click, image.upload], handlers.detect, [image, model, threshold, session],
-          [seen, picture, heat, overlay, summary, details], api_name="detect")
+    outputs = [seen, picture, heat, overlay, summary, details]
+    gr.on([button.click, image.upload], handlers.detect, [image, model, threshold, session], outputs,
+          api_name="detect")
     model.change(handlers.model_labels, [model, session], [picture, heat, legend], api_visibility="private")
-    return model
+    return SimpleNamespace(model=model, image=image, threshold=threshold, outputs=outputs)
 
 
 def compare_tab(handlers, session, examples):
@@ -96,7 +99,8 @@ def compare_tab(handlers, session, examples):
           api_name="compare")
 
 
-def evaluate_tab(handlers, session, names):
+def evaluate_tab(handlers, session, names, detect):
+    """A test set scored once; the threshold then moves over the stored scores."""
     sample = handlers.sample_testset is not None
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
@@ -105,22 +109,63 @@ def evaluate_tab(handlers, session, names):
                                info="The sample: 240 labelled images (120 normal faces, 60 UTKFace, "
                                "60 CIFAR-10)")
             with gr.Group(visible=not sample) as uploads:
-                images = gr.File(label="Images: testingset.npy (N, 64, 64, 3) or a .zip of images",
+                images = gr.File(label="Images: testingset.npy (N, 64, 64, 3), a .zip of images, or a folder's "
+                                 "images zipped (sub-folders good/ and one per kind of anomaly label them)",
                                  file_types=[".npy", ".zip"])
-                labels = gr.File(label="Labels: .npy or .csv (0 normal, 1 anomaly); none for a .zip with "
-                                 "sub-folders good/ and one per kind of anomaly", file_types=[".npy", ".csv"])
-                sources = gr.File(label="Sources (optional): .npy or .csv", file_types=[".npy", ".csv"])
+                labels = gr.File(label="Labels (optional): .npy or .csv, 0 normal, 1 anomaly", file_types=[".npy", ".csv"])
+                sources = gr.File(label="Kinds of image (optional): .npy or .csv of names", file_types=[".npy", ".csv"])
             models = gr.Dropdown(names, value=names, multiselect=True, allow_custom_value=True, label="Models")
             button = gr.Button("Evaluate", variant="primary")
         with gr.Column(scale=2):
-            table = gr.Dataframe(label="ROC-AUC", interactive=False)
-            roc = gr.Plot(label="ROC curves", format="png")
-            histograms = gr.Plot(label="Score histograms", format="png")
-            submissions = gr.File(label="Kaggle submissions (ID,score)", file_count="multiple")
+            overview = gr.Markdown("Pick a test set and the models, then press Evaluate.", label="Summary",
+                                   elem_id="evaluate-overview")
+            ranking = gr.Dataframe(label="How well each model ranks anomalies above normal images (1 = perfectly)",
+                                   interactive=False, visible=False)
+            curves = gr.Plot(label="ROC and precision-recall curves", format="png", visible=False)
+            agreement = gr.Dataframe(label="Model agreement: rank correlation of their scores", interactive=False,
+                                     visible=False)
+    with gr.Row():
+        mode = gr.Radio([PERCENTILE, BEST_F1], value=PERCENTILE, label="Threshold",
+                        info="A percentile of each model's held-out normal scores, or the threshold with the "
+                        "best F1 on this test set's labels")
+        percentile = threshold_slider("evaluate-threshold")
+        inspected = gr.Dropdown([], label="Model to inspect", info="for the confusion matrix, the images and the table")
+    with gr.Row():
+        at_threshold = gr.Dataframe(label="At the threshold, per model", interactive=False, elem_id="at-threshold",
+                                    scale=3)
+        confusion = gr.Dataframe(label="Confusion matrix", interactive=False, visible=False, elem_id="confusion",
+                                 scale=1, min_width=280)
+    histograms = gr.Plot(label="Score histograms, the threshold dashed", format="png", elem_id="histograms")
+    flagged = gr.Gallery(label="The most anomalous images (click one to open it in Detect)", columns=8,
+                         elem_id="evaluate-flagged",
+                         height="auto", object_fit="contain", format="png")
+    false_positives = gr.Gallery(label="Normal images flagged (false positives), worst first", columns=8,
+                                 height="auto", object_fit="contain", visible=False, format="png")
+    false_negatives = gr.Gallery(label="Anomalies missed (false negatives), worst first", columns=8,
+                                 height="auto", object_fit="contain", visible=False, format="png")
+    ranked = gr.Dataframe(label=f"Images by score, the {TABLE_ROWS:,} most anomalous (the CSVs hold every image)",
+                          interactive=False, max_height=400)
+    files = gr.File(label="Downloads: everything in one zip, then per model HW8's submission (ID,score) and every "
+                    "image's score, percentile and verdict", file_count="multiple")
+    run, shown = gr.State(), gr.State()
+    moving = [at_threshold, confusion, histograms, flagged, false_positives, false_negatives, ranked, shown]
     dataset.change(lambda choice: gr.Group(visible=choice == "upload"), dataset, uploads,
                    api_visibility="private")
-    button.click(handlers.evaluate, [dataset, images, labels, sources, models, session],
-                 [table, roc, histograms, submissions], api_name="evaluate", concurrency_limit=1)
+    button.click(lambda: gr.Button(interactive=False), None, button, api_visibility="private").then(
+        handlers.evaluate, [dataset, images, labels, sources, models, mode, percentile, session],
+        [run, overview, ranking, curves, agreement, inspected, *moving, files], api_name="evaluate",
+        concurrency_limit=1).then(lambda: gr.Button(interactive=True), None, button, api_visibility="private")
+    gr.on([mode.change, percentile.change, inspected.input], handlers.at_threshold,
+          [run, mode, percentile, inspected], moving, api_visibility="private", trigger_mode="always_last",
+          show_progress="hidden")
+    gr.on([mode.change, percentile.release], handlers.downloads, [run, mode, percentile], files,
+          api_visibility="private", trigger_mode="always_last")
+    for gallery, key in ((flagged, "flagged"), (false_positives, "false_positives"),
+                         (false_negatives, "false_negatives")):
+        gallery.select(handlers.open_in_detect, [run, shown, gr.State(key)],
+                       [detect.image, detect.model, detect.tabs], api_visibility="private").then(
+            handlers.detect, [detect.image, detect.model, detect.threshold, session], detect.outputs,
+            api_visibility="private")
     return models
 
 
@@ -211,15 +256,17 @@ def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64):
                 f"- `{name}`: {reason}" for name, reason in zoo.errors.items()), elem_id="load-errors")
         # the visitor's own trained models: deleted with the session, or after SESSION_SECONDS
         session = gr.State(None, time_to_live=sessions.SESSION_SECONDS, delete_callback=sessions.forget)
-        with gr.Tab("Detect"):
-            detect_model = detect_tab(handlers, session, *model_choices(zoo), examples)
-        with gr.Tab("Compare"):
-            compare_tab(handlers, session, examples)
-        with gr.Tab("Evaluate"):
-            evaluate_models = evaluate_tab(handlers, session, names)
-        with gr.Tab("Latent space"):
-            latent_model = latent_tab(handlers, session, decodable, examples)
-        with gr.Tab("Train"):
-            train_tab(handlers, session, detect_model, evaluate_models, latent_model)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Detect", id="detect"):
+                detect = detect_tab(handlers, session, *model_choices(zoo), examples)
+                detect.tabs = tabs
+            with gr.Tab("Compare", id="compare"):
+                compare_tab(handlers, session, examples)
+            with gr.Tab("Evaluate", id="evaluate"):
+                evaluate_models = evaluate_tab(handlers, session, names, detect)
+            with gr.Tab("Latent space", id="latent"):
+                latent_model = latent_tab(handlers, session, decodable, examples)
+            with gr.Tab("Train", id="train"):
+                train_tab(handlers, session, detect.model, evaluate_models, latent_model)
     demo.queue(max_size=queue_size, default_concurrency_limit=2)  # 2 vCPUs: more at once only queues
     return demo

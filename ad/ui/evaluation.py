@@ -1,0 +1,175 @@
+"""The Evaluate tab's data: one test set scored once by several models, read at any threshold.
+
+Everything here is computed from the stored scores, so moving the threshold never calls a model.
+"""
+
+import re
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ad.evaluation import (at_threshold, best_f1_threshold, details_csv, errors_at, metrics_by_source,
+                           precision_recall_points, rank_average, rank_correlations, roc_points,
+                           submission_csv, verdicts_at)
+from ad.errors import InputError
+from ad.files import write_text
+
+PERCENTILE, BEST_F1 = "percentile of normal scores", "best F1 on these labels"
+GALLERY_SIZE = 24  # images per gallery, worst first
+TABLE_ROWS = 1000  # the per-image table shows the most anomalous; the CSVs hold every image
+METRIC_COLUMNS = {"roc_auc": "ROC-AUC", "average_precision": "average precision",
+                  "tpr_at_1%_fpr": "caught at 1% FPR", "tpr_at_5%_fpr": "caught at 5% FPR"}
+
+
+@dataclass
+class EvaluationRun:
+    test_set: object  # ad.data.TestSet; labels may be None
+    models: dict  # name -> calibrated model
+    scores: dict  # name -> scores (N,)
+    percentiles: dict = field(init=False)  # name -> share of held-out normal images scoring lower
+
+    def __post_init__(self):
+        self.percentiles = {name: np.asarray(self.models[name].percentile(s)) for name, s in self.scores.items()}
+        self.metrics = ({name: metrics_by_source(self.test_set.labels, s, self.test_set.sources)
+                         for name, s in self.scores.items()} if self.labelled else {})
+
+    @property
+    def labelled(self):
+        return self.test_set.labels is not None
+
+    # ------------------------------------------------------------ independent of the threshold
+
+    def ensemble(self):
+        """(metrics, best single model) of the mean-rank ensemble when it beats every single model."""
+        if not self.labelled or len(self.scores) < 2:
+            return None
+        metrics = metrics_by_source(self.test_set.labels, rank_average(list(self.scores.values())),
+                                    self.test_set.sources)
+        best = max(self.metrics, key=lambda name: self.metrics[name]["roc_auc"]["overall"])
+        return (metrics, best) if metrics["roc_auc"]["overall"] > self.metrics[best]["roc_auc"]["overall"] else None
+
+    def overview(self):
+        count, labels = len(self.test_set.images), self.test_set.labels
+        text = f"**{count:,} images** scored by {len(self.scores)} model{'s' * (len(self.scores) > 1)}. "
+        if not self.labelled:
+            return text + ("No labels: the images are ranked by score and judged at the threshold below. "
+                           "Add labels (or sub-folders good/ and one per kind of anomaly) for accuracy figures.")
+        text += f"{int((labels == 0).sum()):,} normal, {int((labels == 1).sum()):,} anomalous"
+        if self.test_set.sources is not None:
+            kinds = pd.Series(self.test_set.sources[labels == 1]).value_counts()
+            text += " (" + ", ".join(f"{name}: {n:,}" for name, n in kinds.items()) + ")"
+        text += ".  \n" + self.agreement_sentence()
+        return text
+
+    def agreement_sentence(self):
+        if len(self.scores) < 2:
+            return ""
+        names = list(self.scores)
+        correlation = rank_correlations(self.scores)
+        i, j = divmod(int(np.argmin(correlation + 2 * np.eye(len(names)))), len(names))
+        text = (f"Model agreement (rank correlation of scores, 1 = they order the images the same): the least alike "
+                f"are {names[i]} and {names[j]} ({correlation[i, j]:.2f}). Strong models that disagree are worth "
+                "averaging; models that agree add little to each other. ")
+        ensemble = self.ensemble()
+        if ensemble is None:
+            return text + "Here the mean-rank ensemble of all of them does not beat the best single model."
+        metrics, best = ensemble
+        return text + (f"Here the mean-rank ensemble helps: ROC-AUC {metrics['roc_auc']['overall']:.4f}, above the "
+                       f"best single model ({best}, {self.metrics[best]['roc_auc']['overall']:.4f}).")
+
+    def ranking_table(self):
+        """Per model (and the ensemble when it helps), overall and per kind of anomaly."""
+        rows = dict(self.metrics)
+        if (ensemble := self.ensemble()) is not None:
+            rows["ensemble (mean rank)"] = ensemble[0]
+        table = [[name, "all" if subset == "overall" else f"normal vs {subset}"]
+                 + [round(metrics[key][subset], 4) for key in METRIC_COLUMNS]
+                 for name, metrics in rows.items() for subset in metrics["roc_auc"]]
+        return pd.DataFrame(table, columns=["model", "images", *METRIC_COLUMNS.values()])
+
+    def curves(self):
+        labels = self.test_set.labels
+        return {name: (*roc_points(labels, s), self.metrics[name]["roc_auc"]["overall"],
+                       *precision_recall_points(labels, s), self.metrics[name]["average_precision"]["overall"])
+                for name, s in self.scores.items()}
+
+    def agreement_table(self):
+        correlation = rank_correlations(self.scores)
+        return pd.DataFrame([[name, *np.round(row, 3)] for name, row in zip(self.scores, correlation)],
+                            columns=["model", *self.scores])
+
+    # ------------------------------------------------------------ at a threshold
+
+    def thresholds(self, mode, percentile):
+        """Each model's score threshold: a percentile of its held-out normal scores, or the labels' best F1."""
+        if mode == BEST_F1:
+            if not self.labelled:
+                raise InputError("the best-F1 threshold needs labels; this test set has none")
+            return {name: best_f1_threshold(self.test_set.labels, s)[0] for name, s in self.scores.items()}
+        return {name: self.models[name].threshold(float(percentile)) for name in self.scores}
+
+    def threshold_table(self, thresholds):
+        rows = []
+        for name, s in self.scores.items():
+            flagged = int((s > thresholds[name]).sum())
+            row = [name, round(thresholds[name], 5), flagged, round(100 * flagged / len(s), 2)]
+            if self.labelled:
+                m = at_threshold(self.test_set.labels, s, thresholds[name])
+                row += [round(m[k], 4) for k in ("precision", "recall", "f1", "false_positive_rate")]
+                row += [m[k] for k in ("true_positives", "false_positives", "true_negatives", "false_negatives")]
+            rows.append(row)
+        columns = ["model", "threshold score", "flagged", "flagged %"]
+        if self.labelled:
+            columns += ["precision", "recall", "F1", "false positive rate", "TP", "FP", "TN", "FN"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def confusion_table(self, name, threshold):
+        if not self.labelled:
+            return pd.DataFrame()
+        m = at_threshold(self.test_set.labels, self.scores[name], threshold)
+        return pd.DataFrame([[f"normal ({name})", m["true_negatives"], m["false_positives"]],
+                             [f"anomalous ({name})", m["false_negatives"], m["true_positives"]]],
+                            columns=["actually", "called normal", "called anomalous"])
+
+    def caption(self, name, index):
+        shown = self.test_set.names[index]
+        shown = f"#{shown}" if shown.isdigit() else shown
+        kind = f", {self.test_set.sources[index]}" if self.test_set.sources is not None else ""
+        return f"{shown}{kind}: score {self.scores[name][index]:.4g} ({self.percentiles[name][index]:.1f}th pct)"
+
+    def examples(self, name, threshold):
+        """(index, caption) lists: the most anomalous images, then the false positives and false
+        negatives at the threshold (worst first; empty without labels)."""
+        scores = self.scores[name]
+        most = np.argsort(-scores, kind="stable")[:GALLERY_SIZE]
+        errors = errors_at(self.test_set.labels, scores, threshold) if self.labelled else ([], [])
+        return [[(int(i), self.caption(name, i)) for i in indices[:GALLERY_SIZE]] for indices in (most, *errors)]
+
+    def image_table(self, name, threshold):
+        scores, order = self.scores[name], np.argsort(-self.scores[name], kind="stable")[:TABLE_ROWS]
+        table = pd.DataFrame({"file": [self.test_set.names[i] for i in order], "score": scores[order].round(5),
+                              "percentile": self.percentiles[name][order].round(2),
+                              "verdict": verdicts_at(scores[order], threshold)})
+        if self.labelled:
+            table["label"] = np.where(self.test_set.labels[order] == 1, "anomalous", "normal")
+        if self.test_set.sources is not None:
+            table["source"] = self.test_set.sources[order]
+        return table
+
+    def write_files(self, thresholds, folder):
+        """Per model: HW8's submission (ID,score) and every image's details at the threshold; and one zip
+        of them all, first."""
+        files = []
+        for name, s in self.scores.items():
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+            files.append(write_text(folder / f"submission_{safe}.csv", submission_csv(s)))
+            files.append(write_text(folder / f"scores_{safe}.csv", details_csv(
+                self.test_set.names, s, self.percentiles[name], verdicts_at(s, thresholds[name]),
+                self.test_set.labels, self.test_set.sources)))
+        bundle = folder / "evaluation.zip"
+        with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for path in files:
+                archive.write(path, path.name)
+        return [str(bundle)] + [str(path) for path in files]
