@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import re
 import shutil
 import socket
 import sys
@@ -37,8 +38,7 @@ def app_url():
     """The app as `python app.py` builds it: the shipped checkpoints, on 127.0.0.1."""
     import app
     port = free_port()
-    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    max_file_size=app.MAX_UPLOAD)
+    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH)
     yield f"http://127.0.0.1:{port}/"
     app.demo.close()
 
@@ -65,13 +65,14 @@ def test_detect_scores_cifar_images_above_normal_faces(client, pngs):
     from gradio_client import handle_file
 
     def score(path):
-        seen, reconstruction, heat, overlay, summary, details = client.predict(
+        seen, reconstruction, heat, overlay, summary, details, chart, note = client.predict(
             handle_file(path), "cnn", 99.0, api_name="/detect")
         for picture in (seen, reconstruction, heat, overlay):
             with Image.open(picture) as image:
                 assert image.format == "PNG" and image.size == (256, 256)
         assert details["verdict"] == verdict(details["percentile"], 99.0)
         assert details["verdict"].upper() in summary and 0 <= details["percentile"] <= 100
+        assert "reads only the box at row 16, column 16" in note  # cnn's crop, said beside the input
         return details["score"]
 
     normal = np.mean([score(p) for p in pngs[NORMAL]])
@@ -87,14 +88,17 @@ def test_detect_verdict_follows_the_threshold(client, pngs):
     assert (low["verdict"], high["verdict"]) == (verdict(low["percentile"], 50), verdict(high["percentile"], 99.9))
 
 
-def test_compare_returns_every_architecture_and_an_ensemble(client, pngs):
+def test_compare_returns_every_architecture_an_ensemble_and_whom_to_trust(client, pngs):
     from gradio_client import handle_file
-    gallery, table = client.predict(handle_file(pngs[NORMAL][0]), 99.0, api_name="/compare")
-    names = [row[0] for row in table["data"]]
-    assert names == list_models() + ["ensemble (mean percentile)"]
-    assert len(gallery) == 4 * len(list_models())
-    ensemble = table["data"][-1][2]
-    assert ensemble == pytest.approx(np.mean([row[2] for row in table["data"][:-1]]), abs=0.01)
+    sheet, shown, agreement, legends = client.predict(handle_file(pngs[CIFAR][0]), 99.0, api_name="/compare")
+    rows = table(shown)
+    assert [row["model"].removeprefix("★ ") for row in rows] == list_models() + ["ensemble (mean percentile)"]
+    assert [row["model"] for row in rows if row["model"].startswith("★")] == ["★ geo"]  # the best ROC-AUC
+    assert rows[-1]["percentile"] == pytest.approx(np.mean([row["percentile"] for row in rows[:-1]]), abs=0.01)
+    assert all(row["verdict"] == verdict(row["percentile"], 99.0) for row in rows)
+    assert "geo" in agreement and ("agree" in agreement)
+    with Image.open(sheet) as picture:  # one row of pictures per model, every row in view
+        assert picture.height > len(list_models()) * 128
 
 
 PERCENTILE, BEST_F1 = "percentile of normal scores", "best F1 on these labels"
@@ -108,9 +112,14 @@ def evaluate(client, *test_set, models, mode=PERCENTILE, percentile=99.0):
     return dict(zip(names, outputs))
 
 
+def value(output):
+    """An output as shown: updates (that also make a component visible) carry it under 'value'."""
+    return output["value"] if isinstance(output, dict) and "__type__" in output else output
+
+
 def table(output):
-    value = output.get("value", output)
-    return [dict(zip(value["headers"], row)) for row in value["data"]]
+    shown = value(output)
+    return [dict(zip(shown["headers"], row)) for row in shown["data"]]
 
 
 def test_evaluate_matches_the_command_line(client, capsys):
@@ -134,7 +143,7 @@ def test_evaluate_matches_the_command_line(client, capsys):
         assert (at[name]["TP"], at[name]["FP"], at[name]["TN"], at[name]["FN"]) == (
             cli["true_positives"], cli["false_positives"], cli["true_negatives"], cli["false_negatives"])
         assert at[name]["F1"] == pytest.approx(cli["f1"], abs=1e-4)
-    files = shown["files"]
+    files = value(shown["files"])
     assert Path(files[0]).name == "evaluation.zip" and len(zipfile.ZipFile(files[0]).namelist()) == 4
     submission = next(f for f in files if Path(f).name == "submission_fcn.csv")
     assert Path(submission).read_text().startswith("ID,score\n")
@@ -146,7 +155,7 @@ def test_evaluate_on_the_bundled_sample_names_the_sources(client):
     assert "120 normal, 120 anomalous (UTKFace: 60, CIFAR-10: 60)" in shown["overview"]
     assert "Model agreement" in shown["overview"] and len(table(shown["agreement"])) == len(list_models())
     assert all(", CIFAR-10: score" in item["caption"] or ", UTKFace: score" in item["caption"]
-               for item in shown["flagged"][:5])  # the most anomalous, named by kind
+               for item in value(shown["flagged"])[:5])  # the most anomalous, named by kind
 
 
 def test_evaluate_without_labels_ranks_flags_and_writes_the_csvs(client):
@@ -160,9 +169,9 @@ def test_evaluate_without_labels_ranks_flags_and_writes_the_csvs(client):
     flagged = table(shown["at_threshold"])[0]["flagged"]
     assert sum(row["verdict"] == "anomalous" for row in ranked) == flagged
     assert all(row["verdict"] == verdict(row["percentile"], 90.0) for row in ranked if abs(row["percentile"] - 90) > 0.01)
-    details = Path(next(f for f in shown["files"] if Path(f).name == "scores_fcn.csv")).read_text().splitlines()
+    details = Path(next(f for f in value(shown["files"]) if Path(f).name == "scores_fcn.csv")).read_text().splitlines()
     assert details[0] == "ID,file,score,percentile,verdict" and len(details) == 241
-    assert len(shown["flagged"]) == 24 and shown["false_positives"]["visible"] is False
+    assert len(value(shown["flagged"])) == 24 and shown["false_positives"]["visible"] is False
     with pytest.raises(Exception, match="needs labels"):
         evaluate(client, "upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")), None, None,
                  models=["fcn"], mode=BEST_F1)
@@ -188,6 +197,18 @@ def test_a_file_that_is_not_an_image_gets_a_clear_message(client, tmp_path):
                           api_name="/detect")[5]["score"] > 0
 
 
+def test_messages_name_the_uploaded_file_never_a_server_path(client, tmp_path, capfd, caplog):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    (tmp_path / "notes.npy").write_text("not an array")
+    with pytest.raises(AppError) as refused:
+        evaluate(client, "upload", handle_file(str(tmp_path / "notes.npy")), None, None, models=["fcn"])
+    assert "notes.npy" in str(refused.value) and "/tmp" not in str(refused.value) and "gradio" not in str(refused.value)
+    assert "Traceback" not in capfd.readouterr().err
+    logged = [r.getMessage() for r in caplog.records if r.name == "ad.app"]
+    assert len(logged) == 1 and logged[0].startswith("refused in evaluate: notes.npy")  # one line per user error
+
+
 def test_latent_sliders_decode_what_they_encode(client, pngs):
     from gradio_client import handle_file
     decoded, note, *sliders = client.predict(handle_file(pngs[NORMAL][0]), "fcn", api_name="/encode")
@@ -211,31 +232,68 @@ def test_a_broken_checkpoint_is_reported_and_the_others_keep_working(tmp_path, p
 
 
 @contextlib.contextmanager
-def browser_page(url):
-    """A page of the app in Debian's Chromium, driven by Playwright."""
+def browser_page(url, width=1400):
+    """A page of the app in Debian's Chromium, driven by Playwright: a laptop, or a phone at 390 px."""
     from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page = browser.new_page(viewport={"width": width, "height": 1100 if width > 600 else 844})
         page.goto(url)
         yield page
         browser.close()
 
 
+def count_model_calls(monkeypatch):
+    import ad.ui.handlers
+    calls, real = [], ad.ui.handlers.detect
+    monkeypatch.setattr(ad.ui.handlers, "detect", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-def test_browser_upload_and_detect(app_url, pngs, tmp_path):
+@pytest.mark.parametrize("width", [1400, 390])
+def test_browser_an_example_answers_by_itself_and_the_threshold_judges_again_without_the_model(
+        app_url, width, monkeypatch):
+    from playwright.sync_api import expect
+    calls = count_model_calls(monkeypatch)
+    with browser_page(app_url, width) as page:
+        expect(page.get_by_role("tab")).to_have_count(5)  # every tab in the bar, none behind a menu
+        page.locator("img[src*='anomaly_utkface_1']:visible").first.click()  # geo: the 95th percentile
+        summary = page.locator("#summary")
+        expect(summary).to_contain_text("NORMAL", timeout=60_000)  # no button pressed
+        for element in ("#input-view", "#reconstruction", "#heat-map", "#overlay"):
+            expect(page.locator(f"{element} img")).to_be_visible(timeout=30_000)
+        assert "More unusual than 95.0% of the normal images geo was checked against" in summary.inner_text()
+        button = page.get_by_role("button", name="Detect", exact=True).bounding_box()
+        verdict = summary.bounding_box()
+        assert 0 <= verdict["y"] - (button["y"] + button["height"]) < 60  # the verdict right under the button
+        called = len(calls)
+        page.locator("#detect-threshold input[type=number]").fill("90")
+        page.locator("#detect-threshold input[type=number]").press("Enter")
+        expect(summary).to_contain_text("ANOMALOUS", timeout=30_000)
+        assert len(calls) == called  # judged again from the score on screen
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_browser_switching_model_answers_again_and_a_bad_file_clears_the_old_verdict(app_url, pngs, tmp_path):
     from playwright.sync_api import expect
     with browser_page(app_url) as page:
         page.locator("input[type=file]").first.set_input_files(pngs[CIFAR][0])
-        summary = page.locator("#summary")
-        expect(summary).to_contain_text("Anomaly score", timeout=60_000)
-        for element in ("#input-view", "#reconstruction", "#heat-map", "#overlay"):
-            expect(page.locator(f"{element} img")).to_be_visible(timeout=30_000)
-        assert "more anomalous than" in summary.inner_text()
-        page.screenshot(path=str(tmp_path / "detect.png"), full_page=True)
-    assert (tmp_path / "detect.png").stat().st_size > 10_000
+        summary, picture = page.locator("#summary"), page.locator("#reconstruction")
+        expect(summary).to_contain_text("ANOMALOUS", timeout=60_000)
+        expect(picture).to_contain_text("views it judged")
+        page.get_by_label("Model", exact=True).first.click()
+        page.get_by_role("option", name="fcn: fully connected autoencoder").click()
+        expect(picture).to_contain_text("Reconstruction", timeout=30_000)  # the title follows the model
+        expect(summary).to_contain_text("images fcn was checked against", timeout=60_000)  # and so does the answer
+        (tmp_path / "fake.png").write_text("not a picture")
+        page.locator("#detect-image input[type=file]").set_input_files(str(tmp_path / "fake.png"))
+        expect(page.get_by_text("not an image this app can read").first).to_be_visible(timeout=30_000)
+        expect(summary).not_to_contain_text("ANOMALOUS")  # the old verdict is gone
+        expect(page.locator("#heat-map img")).to_have_count(0)
+        assert "/tmp" not in page.get_by_text("not an image this app can read").first.inner_text()
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
@@ -258,7 +316,7 @@ def test_browser_threshold_moves_the_figures_without_scoring_again(app_url, monk
         expect(histograms).not_to_have_attribute("src", picture, timeout=30_000)
         assert len(calls) == scored  # the threshold reuses the scores: no model ran again
         page.get_by_label("Thumbnail 1 of 24").first.click()  # an image opens in Detect, judged there
-        expect(page.locator("#summary")).to_contain_text("Anomaly score", timeout=60_000)
+        expect(page.locator("#summary")).to_contain_text("anomaly score", timeout=60_000)
 
 
 def test_concurrent_clients_all_get_answers(app_url, pngs):
@@ -407,7 +465,7 @@ def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs, 
         expect(page.locator("#train-status")).to_contain_text("is ready", timeout=120_000)
         page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
         page.get_by_role("tab", name="Detect").click()
-        expect(page.get_by_label("Model", exact=True).first).to_have_value("my-geo-1")
+        expect(page.get_by_label("Model", exact=True).first).to_have_value(re.compile("^my-geo-1: "))
         page.locator("input[type=file]").first.set_input_files(pngs[CIFAR][0])
-        expect(page.locator("#summary")).to_contain_text("Anomaly score", timeout=60_000)
+        expect(page.locator("#summary")).to_contain_text("anomaly score", timeout=60_000)
     assert (tmp_path / "train.png").stat().st_size > 10_000

@@ -33,6 +33,7 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     """
 
     architecture = None  # set by @register_model
+    tagline = ""  # a few words for a menu
     summary = ""  # one sentence: what it is and why it flags anomalies
     score_description = ""
     picture_label = ""  # the picture `explain` returns beside the input
@@ -51,6 +52,14 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         # Scores of held-out normal images, filled after training; they travel in model.safetensors.
         self.register_buffer("normal_score_quantiles", torch.zeros(CALIBRATION_POINTS))
         self.metrics, self.training_record = {}, {}  # metrics.json and training.json, set by loading
+
+    def sees(self):
+        """What part of the 64x64 image the model reads, in words."""
+        if self.crop is None:
+            return f"the whole image, at {self.input_size} px"
+        top, left, height, width = self.crop
+        return (f"only the box at row {top}, column {left}, {height}x{width} px of the 64x64 image (at "
+                f"{self.input_size} px); the rest is not seen")
 
     def loss(self, x):  # (B, 3, S, S), S = input_size -> training loss
         raise NotImplementedError

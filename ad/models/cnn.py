@@ -8,6 +8,7 @@ from ad.models.registry import register_model
 
 @register_model("cnn", order=2)
 class ConvAutoencoder(Autoencoder):
+    tagline = "convolutional autoencoder"
     summary = ("A convolutional autoencoder with a small linear code: it rebuilds what it learned; "
                "what it cannot rebuild is anomalous.")
     small_config = {"channels": [8, 16, 32], "latent_dim": 16}

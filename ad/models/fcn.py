@@ -14,6 +14,7 @@ def pixel_count(image_size):
 
 @register_model("fcn", order=1)
 class FullyConnectedAutoencoder(Autoencoder):
+    tagline = "fully connected autoencoder"
     summary = ("A fully connected autoencoder (the homework's first model): it squeezes the image "
                "through a small code and rebuilds it; what it cannot rebuild is anomalous.")
     small_config = {"hidden": [64], "latent_dim": 8}

@@ -41,6 +41,7 @@ def conv_pool(c_in, c_out):
 
 @register_model("geo", order=6)
 class TransformPredictor(Detector):
+    tagline = "self-supervised: which view is this?"
     summary = ("A self-supervised detector: a small network learned to tell which view of a normal "
                "image it is shown; on anything unlike the normal images it cannot, and that is the score.")
     small_config = {"channels": [8, 16, 32], "view_size": 24, "windows": [[0, 0, 64, 64]]}
@@ -80,6 +81,11 @@ class TransformPredictor(Detector):
     @property
     def picture_label(self):
         return f"The {self.num_views} views it judged (green: recognised, red: not)"
+
+    def sees(self):
+        turned = len({turns for _, turns, _ in self.transforms})
+        return (f"{self.num_views} views: {len(self.windows)} window{'s' * (len(self.windows) > 1)} of the 64x64 "
+                f"image{f', each in {turned} quarter turns' if turned > 1 else ''}, at {self.view_size} px")
 
     @property
     def mirror_sensitive(self):

@@ -12,6 +12,7 @@ from ad.models.registry import register_model
 
 @register_model("multi", order=5)
 class MultiEncoderAutoencoder(Autoencoder):
+    tagline = "two encoders, one decoder"
     summary = ("A fully connected and a convolutional encoder share one decoder; what it cannot "
                "rebuild is anomalous.")
     small_config = {"fcn_hidden": [32], "fcn_latent_dim": 4, "channels": [8, 16, 32], "cnn_latent_dim": 12}

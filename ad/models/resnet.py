@@ -8,6 +8,7 @@ from ad.models.registry import register_model
 
 @register_model("resnet", order=4)
 class ResNetAutoencoder(Autoencoder):
+    tagline = "residual autoencoder"
     summary = ("An autoencoder with residual blocks in its encoder and decoder; what it cannot "
                "rebuild is anomalous.")
     small_config = {"channels": [8, 16], "latent_dim": 16, "blocks_per_stage": 1}

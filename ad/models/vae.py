@@ -10,6 +10,7 @@ from ad.models.registry import register_model
 
 @register_model("vae", order=3)
 class VariationalAutoencoder(Autoencoder):
+    tagline = "variational autoencoder"
     summary = ("A variational autoencoder: it rebuilds the image from the mean of its code; what it "
                "cannot rebuild is anomalous.")
     small_config = {"channels": [8, 16, 32], "latent_dim": 16}

@@ -1,8 +1,12 @@
 """The app's callbacks: plain functions of the zoo and the user's inputs; user errors become gr.Error."""
 
+import contextlib
 import functools
+import hashlib
 import inspect
 import json
+import logging
+import os
 import queue
 import re
 import shutil
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
@@ -34,8 +39,12 @@ MAX_TRAIN_IMAGES = 20_000  # a visitor's upload; larger sets train with train.py
 TRAINING_BATCH = TrainConfig.batch_size
 LENGTHS = {"quick": 1, "standard": 3}  # times the default number of passes
 EPOCH_OVERHEAD_SECONDS = 0.2  # each epoch ends by calibrating and writing the checkpoint
+KEPT_DETECTIONS = 256  # a few MB of pictures
 KEPT_EVALUATIONS = 4  # test-set runs kept for the threshold slider, newest first
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+LOG = logging.getLogger("ad.app")
+SMALL_IMAGE = 32  # px: an upload smaller than this on its short side is mostly made up by the upscaling
 
 try:  # ZeroGPU Spaces lend a GPU per call to functions wrapped with spaces.GPU
     import spaces
@@ -46,14 +55,20 @@ except ImportError:
 
 
 def user_errors(function):
-    """Show a user's mistake as a message in the UI instead of a generic 'Error'."""
+    """Show a user's mistake as one message in the UI (no server path in it), and as one line in the
+    server's log instead of a traceback; real faults still print theirs."""
+    def refuse(error):
+        message = public_message(str(error))
+        LOG.warning("refused in %s: %s", function.__name__, message)
+        return gr.Error(message, title="Cannot use this input", print_exception=False)
+
     if inspect.isgeneratorfunction(function):
         @functools.wraps(function)
         def generator(*args, **kwargs):
             try:
                 yield from function(*args, **kwargs)
             except InputError as e:
-                raise gr.Error(str(e), title="Cannot use this input") from None
+                raise refuse(e) from None
         return generator
 
     @functools.wraps(function)
@@ -61,15 +76,27 @@ def user_errors(function):
         try:
             return function(*args, **kwargs)
         except InputError as e:
-            raise gr.Error(str(e), title="Cannot use this input") from None
+            raise refuse(e) from None
     return wrapper
 
 
+def public_message(message):
+    """Uploads live in server folders (/tmp/gradio/<hash>/name.png): a message names the file only."""
+    for folder in {tempfile.gettempdir(), os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()}:
+        message = re.sub(re.escape(folder.rstrip("/")) + r"/(?:[^\s'\"]*/)?([^/\s'\":]+)", r"\1", message)
+    return message
+
+
+def roc_auc(model):
+    return model.metrics.get("roc_auc", {}).get("overall")
+
+
 def choice_labels(models):
-    """(label, name) dropdown entries: each model with its measured ROC-AUC, when it has one."""
-    def auc(model):
-        return model.metrics.get("roc_auc", {}).get("overall")
-    return [(f"{name} (ROC-AUC {auc(m):.3f})" if auc(m) is not None else name, name) for name, m in models.items()]
+    """(label, name) dropdown entries: each model in a few words, with its measured ROC-AUC."""
+    def label(name, model):
+        auc = roc_auc(model)
+        return f"{name}: {model.tagline}" + (f" (ROC-AUC {auc:.3f})" if auc is not None else "")
+    return [(label(name, m), name) for name, m in models.items()]
 
 
 def _image(path):
@@ -87,6 +114,7 @@ class Handlers:
         self.step_seconds = {}  # architecture -> seconds per training step, measured here
         self.last_upload, self.upload_lock = (None, None), threading.Lock()  # (files, (images, skipped))
         self.evaluations = OrderedDict()  # key -> EvaluationRun: the scores the threshold slider reuses
+        self.detections = OrderedDict()  # (model id, image hash) -> Detection
 
     def model(self, name, session):
         """A shipped model, or one this visitor trained."""
@@ -102,54 +130,137 @@ class Handlers:
     @user_errors
     @on_gpu
     def detect(self, image_path, model_name, threshold_percentile=99.0, session=None):
-        """One image, one model: what it saw, its own picture, where the score comes from, how much."""
+        """One image, one model: what it saw, its own picture, where the score comes from, how much,
+        and the verdict at the threshold."""
         model = self.model(model_name, session)
-        detection = detect(model, _image(image_path))
-        details = {"model": model_name, "score": detection.score, "percentile": detection.percentile,
-                   "threshold_percentile": float(threshold_percentile),
-                   "threshold_score": model.threshold(threshold_percentile),
-                   "verdict": detection.verdict(threshold_percentile)}
-        return (*render.pictures(detection), self._summary(model, details), details)
+        detection = self._detect(model, image_path)
+        seen = {"model": model_name, "score": detection.score, "percentile": detection.percentile}
+        return (*render.pictures(detection), *self._judge(model, seen, threshold_percentile),
+                self._what_it_sees(model, image_path), seen)
+
+    def _detect(self, model, image_path):
+        """Detections by (model, image content), the latest few kept: examples clicked again, or an
+        image seen by a model picked again, answer at once."""
+        key = (id(model), hashlib.sha1(Path(image_path).read_bytes()).hexdigest() if image_path else None)
+        with self.upload_lock:
+            detection = self.detections.get(key)
+        if detection is None:
+            detection = detect(model, _image(image_path))
+            with self.upload_lock:
+                self.detections[key] = detection
+                while len(self.detections) > KEPT_DETECTIONS:
+                    self.detections.popitem(last=False)
+        return detection
+
+    def refresh(self, image_path, model_name, threshold_percentile=99.0, session=None):
+        """Detect again whenever the image or the model changes; an emptied drop zone empties the page."""
+        if not image_path:
+            return self.cleared_detection()
+        return self.detect(image_path, model_name, threshold_percentile, session)
+
+    @staticmethod
+    def cleared_detection():
+        return None, None, None, None, "", None, None, "", None
+
+    @user_errors
+    def rejudge(self, seen, threshold_percentile, session=None):
+        """A new threshold: the verdict again from the score already computed, no model call."""
+        if not seen:
+            return gr.skip(), gr.skip(), gr.skip()
+        return self._judge(self.model(seen["model"], session), seen, threshold_percentile)
+
+    def _judge(self, model, seen, threshold_percentile):
+        threshold = model.threshold(threshold_percentile)
+        judged = verdict(seen["percentile"], threshold_percentile)
+        details = {**seen, "threshold_percentile": float(threshold_percentile), "threshold_score": threshold,
+                   "verdict": judged}
+        return (render.verdict_html(seen["model"], judged, seen["score"], seen["percentile"], threshold_percentile),
+                details, render.normal_scores_chart(model.normal_score_quantiles.cpu().numpy(), seen["score"],
+                                                    threshold, judged))
+
+    @staticmethod
+    def _what_it_sees(model, image_path):
+        note = f"The model reads {model.sees()}."
+        with contextlib.suppress(OSError, ValueError, Image.DecompressionBombError):
+            with Image.open(image_path) as original:
+                width, height = original.size
+            if min(width, height) < SMALL_IMAGE:
+                note += (f"  \n**This image is {width}x{height} px**, much smaller than the 64x64 the models "
+                         "read: it was blown up, so its fine detail is made up by the upscaling.")
+        return note
 
     @user_errors
     def model_labels(self, model_name, session=None):
-        """The pictures' titles and the legend come from the model on screen."""
+        """The pictures' titles, the legend and the model's description come from the model on screen."""
         model = self.model(model_name, session)
         return (gr.Image(label=model.picture_label), gr.Image(label=f"Heat map. {model.heat_title}"),
-                render.legend(model))
+                render.legend(model), self.about(model))
 
     @staticmethod
-    def _summary(model, d):
-        return (f"### {d['verdict'].upper()}\n"
-                f"Anomaly score **{d['score']:.4g}**: more anomalous than **{d['percentile']:.1f}%** "
-                f"of held-out normal images.  \nThreshold: the {d['threshold_percentile']:g}th percentile "
-                f"of normal scores (score {d['threshold_score']:.4g}).  \n"
-                f"<small>Score: {model.score_description}. Heat map: {model.heat_title.lower()}, in "
-                f"{model.heat_unit}.</small>")
+    def about(model):
+        return (f"{model.summary}  \n**Score**: {model.score_description}; higher is more anomalous, and the "
+                f"percentile says how it ranks among held-out normal images.  \n**Heat map**: "
+                f"{model.heat_title.lower()}, in {model.heat_unit}; full colour at {model.heat_full_scale:g}.")
 
     # ---------------------------------------------------------------- compare
 
     @user_errors
     @on_gpu
     def compare(self, image_path, threshold_percentile=99.0, session=None):
-        """One image, every model: their pictures and heat maps, a table, and an ensemble."""
+        """One image, every model: a row of pictures each, a table of who says what, whom to trust."""
         models = self.all_models(session)
         if not models:
             raise InputError("no model could be loaded; see the notes at the top of the page")
-        image = _image(image_path)
-        gallery, rows, percentiles = [], [], []
+        _image(image_path)  # a clear message for a bad file, before any model
+        rows, seen = [], []
         for name, model in models.items():
-            detection = detect(model, image)
-            captions = ["input", model.picture_label.lower(), "heat map", "overlay"]
-            gallery += [(picture, f"{name}: {caption}")
-                        for picture, caption in zip(render.pictures(detection), captions)]
-            percentiles.append(detection.percentile)
-            rows.append([name, round(detection.score, 4), round(detection.percentile, 2),
-                         detection.verdict(threshold_percentile)])
-        mean = float(np.mean(percentiles))
-        rows.append(["ensemble (mean percentile)", None, round(mean, 2),
-                     verdict(mean, threshold_percentile)])
-        return gallery, rows
+            detection = self._detect(model, image_path)
+            seen_input, picture, heat, overlay = render.pictures(detection)
+            rows.append((f"{name}: input, heat map, overlay; {model.picture_label[0].lower() + model.picture_label[1:]}",
+                         (seen_input, heat, overlay, picture)))  # the odd-sized picture last: columns align
+            seen.append({"model": name, "score": detection.score, "percentile": detection.percentile,
+                         "roc_auc": roc_auc(model)})
+        legends = {(m.heat_full_scale, m.heat_unit): render.legend(m) for m in models.values()}
+        return (render.compare_sheet(rows), *self._compare_table(seen, threshold_percentile),
+                np.concatenate(list(legends.values())), seen)
+
+    def compare_or_clear(self, image_path, threshold_percentile=99.0, session=None):
+        if not image_path:
+            return None, None, "", None, None
+        return self.compare(image_path, threshold_percentile, session)
+
+    def rejudge_all(self, seen, threshold_percentile):
+        """Compare's verdicts at a new threshold, from the percentiles already computed."""
+        if not seen:
+            return gr.skip(), gr.skip()
+        return self._compare_table(seen, threshold_percentile)
+
+    @staticmethod
+    def _compare_table(seen, threshold_percentile):
+        """Rows by model: ROC-AUC, percentile (comparable across models), verdict, score; the ensemble
+        (mean percentile) last; the most reliable model starred; a sentence on who disagrees."""
+        trusted = max(seen, key=lambda r: r["roc_auc"] or 0.0)["model"] if any(r["roc_auc"] for r in seen) else None
+        rows = [[("★ " if r["model"] == trusted else "") + r["model"], r["roc_auc"], round(r["percentile"], 2),
+                 verdict(r["percentile"], threshold_percentile), float(f"{r['score']:.4g}")] for r in seen]
+        mean = float(np.mean([r["percentile"] for r in seen]))
+        rows.append(["ensemble (mean percentile)", None, round(mean, 2), verdict(mean, threshold_percentile),
+                     round(mean, 2)])
+        table = pd.DataFrame(rows, columns=["model", "ROC-AUC", "percentile", "verdict", "score"])
+        styled = table.style.map(lambda v: f"color: {'#b91c1c' if v == 'anomalous' else '#15803d'}; font-weight: bold",
+                                 subset=["verdict"]).format({"ROC-AUC": lambda v: "" if pd.isna(v) else f"{v:.3f}",
+                                                             "percentile": "{:.2f}", "score": "{:.4g}"})
+        return styled, Handlers._disagreement(rows[:-1], trusted)
+
+    @staticmethod
+    def _disagreement(rows, trusted):
+        by_verdict = {}
+        for row in rows:
+            by_verdict.setdefault(row[3], []).append(row[0].removeprefix("★ "))
+        trust = f" The most reliable here is **{trusted}** (highest ROC-AUC): trust its verdict." if trusted else ""
+        if len(by_verdict) == 1:
+            return f"All {len(rows)} models agree: **{next(iter(by_verdict))}**.{trust}"
+        return ("The models **disagree**: " + "; ".join(f"{', '.join(names)} call it {word}"
+                                                      for word, names in sorted(by_verdict.items())) + "." + trust)
 
     # ---------------------------------------------------------------- evaluate
 
@@ -207,11 +318,12 @@ class Handlers:
         flagged, false_positives, false_negatives = run.examples(inspected, thresholds[inspected])
         galleries = [[(render.upscale(np.asarray(run.test_set.images[i])), caption) for i, caption in shown]
                      for shown in (flagged, false_positives, false_negatives)]
-        return (gr.Dataframe(run.threshold_table(thresholds)),
+        return (gr.Dataframe(run.threshold_table(thresholds), visible=True),
                 gr.Dataframe(run.confusion_table(inspected, thresholds[inspected]), visible=run.labelled),
-                render.histogram_figure(run.scores, run.test_set.labels, thresholds),
-                galleries[0], gr.Gallery(galleries[1], visible=run.labelled),
-                gr.Gallery(galleries[2], visible=run.labelled), run.image_table(inspected, thresholds[inspected]),
+                gr.Plot(render.histogram_figure(run.scores, run.test_set.labels, thresholds), visible=True),
+                gr.Gallery(galleries[0], visible=True), gr.Gallery(galleries[1], visible=run.labelled),
+                gr.Gallery(galleries[2], visible=run.labelled),
+                gr.Dataframe(run.image_table(inspected, thresholds[inspected]), visible=True),
                 {"flagged": [i for i, _ in flagged], "false_positives": [i for i, _ in false_positives],
                  "false_negatives": [i for i, _ in false_negatives], "model": inspected})
 
@@ -221,8 +333,9 @@ class Handlers:
         if key is None:
             return gr.skip()
         run = self._run(key)
-        return run.write_files(run.thresholds(mode, threshold_percentile),
-                               Path(tempfile.mkdtemp(prefix="ad-evaluate-")))  # per request: users never collide
+        files = run.write_files(run.thresholds(mode, threshold_percentile),
+                                Path(tempfile.mkdtemp(prefix="ad-evaluate-")))  # per request: users never collide
+        return gr.File(files, visible=True)
 
     @user_errors
     def open_in_detect(self, key, shown, gallery, event: gr.SelectData):
@@ -262,6 +375,12 @@ class Handlers:
         note = (f"{model_name}: {len(code)} latent dimensions"
                 + (f"; the first {shown} are sliders, the rest stay as encoded" if shown < len(code) else ""))
         return [{"model": model_name, "code": code.tolist()}, self._decode(model, code), note, *sliders]
+
+    def encode_if_image(self, image_path, model_name, session=None):
+        """The latent tab follows its image and its model: encode again whenever either changes."""
+        if not image_path or not model_name:
+            return [gr.skip()] * (3 + MAX_LATENT_SLIDERS)
+        return self.encode(image_path, model_name, session)
 
     @user_errors
     def decode(self, session, state, *values):

@@ -4,7 +4,7 @@ import functools
 
 import matplotlib
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 matplotlib.use("Agg")  # no screen on a server
 import matplotlib.pyplot as plt  # noqa: E402
@@ -132,3 +132,70 @@ def loss_figure(history):
     figure.tight_layout()
     plt.close(figure)
     return figure
+
+
+def share(percentile):
+    """A percentile as words that never round to 0 or 100 unless it is."""
+    if percentile >= 100:
+        return "all"
+    if percentile <= 0:
+        return "none"
+    digits = 1
+    while round(percentile, digits) in (0, 100) and digits < 6:
+        digits += 1
+    return f"{percentile:.{digits}f}%"
+
+
+def verdict_html(name, verdict, score, percentile, threshold_percentile):
+    """The verdict as anyone reads it: a coloured label and one plain sentence."""
+    colour = "#b91c1c" if verdict == "anomalous" else "#15803d"
+    unusual = share(percentile)
+    sentence = (f"More unusual than {unusual} of the normal images {name} was checked against"
+                if unusual != "none" else f"As usual as the most typical normal images {name} was checked against")
+    return (f'<div class="verdict" style="border-left:6px solid {colour};padding:6px 12px">'
+            f'<div style="font-size:1.6em;font-weight:700;color:{colour}">{verdict.upper()}</div>'
+            f"<div>{sentence} (anomaly score {score:.4g}; the threshold is the {threshold_percentile:g}th "
+            "percentile of their scores).</div></div>")
+
+
+def normal_scores_chart(quantiles, score, threshold, verdict):
+    """Where one score falls among the held-out normal scores, with the threshold marked. The normal
+    scores' density comes from the stored quantiles: equal shares of images between neighbours."""
+    quantiles = np.asarray(quantiles, dtype=np.float64)
+    levels = np.linspace(0, 100, len(quantiles))
+    edges = np.interp(np.linspace(0, 99.5, 41), levels, quantiles)  # 40 bins of equal mass; the top 0.5% left out
+    low, high = min(edges[0], score), max(edges[-1], score, threshold)
+    widths = np.maximum(np.diff(edges), (high - low) / 400)  # tied scores: a narrow bar, not an infinite one
+    figure, axis = plt.subplots(figsize=(5.2, 1.8), dpi=90)
+    axis.stairs(1 / widths, edges, fill=True, color="tab:green", alpha=0.35, label="normal images")
+    axis.axvline(threshold, color="black", linestyle="--", linewidth=1.2, label="threshold")
+    axis.axvline(score, color="#b91c1c" if verdict == "anomalous" else "#15803d", linewidth=2.5, label="this image")
+    axis.set_xlim(low - 0.02 * (high - low), high + 0.04 * (high - low))
+    axis.set_yticks([])
+    axis.set_xlabel("anomaly score", fontsize=8)
+    axis.tick_params(labelsize=7)
+    axis.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    figure.subplots_adjust(left=0.03, right=0.97, bottom=0.27, top=0.95)
+    plt.close(figure)
+    return figure
+
+
+def compare_sheet(rows):
+    """rows: [(caption, (input, picture, heat, overlay))] -> one picture with a row per model, so that
+    every model is in view at once (a gallery scrolls inside its box)."""
+    cell, gap, caption_height, margin = 128, 6, 22, 34  # the margin keeps the page's label off the first row
+
+    def fit(picture):  # to the row's height, keeping its shape (geo's views make a wide picture)
+        image = Image.fromarray(picture)
+        return image.resize((max(1, round(cell * image.width / image.height)), cell), Image.Resampling.NEAREST)
+
+    tiles = [(caption, [fit(p) for p in pictures]) for caption, pictures in rows]
+    widths = [max(row[c].width for _, row in tiles) for c in range(4)]
+    sheet = Image.new("RGB", (sum(widths) + 3 * gap, margin + len(rows) * (cell + caption_height + gap)), "white")
+    draw, font = ImageDraw.Draw(sheet), ImageFont.load_default(size=15)
+    for r, (caption, row) in enumerate(tiles):
+        top = margin + r * (cell + caption_height + gap)
+        draw.text((2, top + 2), caption, fill="black", font=font)
+        for c, tile in enumerate(row):
+            sheet.paste(tile, (sum(widths[:c]) + c * gap, top + caption_height))
+    return np.asarray(sheet)

@@ -12,6 +12,17 @@ from ad.ui import sessions
 from ad.ui.evaluation import BEST_F1, PERCENTILE, TABLE_ROWS
 from ad.ui.handlers import LENGTHS, MAX_LATENT_SLIDERS, Handlers, choice_labels
 
+# Phones (390 px): every tab in the bar (no "..." menu), tables that scroll on their own, and the
+# latent tab's decoded image kept in view while its sliders move. Passed to demo.launch(css=...).
+CSS = """
+@media (max-width: 640px) {
+  .gradio-container { padding-left: 4px !important; padding-right: 4px !important; }
+  .tab-container button { padding-left: 7px !important; padding-right: 7px !important; font-size: 15px !important; }
+  #latent-decoded { position: sticky; top: 0; z-index: 10; }
+}
+.table-wrap, .table-container { overflow-x: auto; }
+"""
+
 VIEW = dict(format="png", height=render.DISPLAY_SIZE, width=render.DISPLAY_SIZE, interactive=False,
             buttons=["download", "fullscreen"])
 
@@ -27,9 +38,10 @@ class RawImage(gr.Image):
         return None if payload is None else payload.path
 
 
-def drop_zone(label="Image: drag and drop, upload or paste"):
-    return RawImage(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                    height=280)
+def drop_zone(upload_limit=None, elem_id=None, label="Image: drag and drop, upload or paste"):
+    limit = f" (PNG, JPEG, WebP, BMP or GIF; up to {upload_limit})" if upload_limit else ""
+    return RawImage(label=label + limit, type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                    height=280, elem_id=elem_id)
 
 
 def threshold_slider(elem_id=None):
@@ -37,8 +49,24 @@ def threshold_slider(elem_id=None):
                      "held-out normal scores", info="Above it an image is called anomalous", elem_id=elem_id)
 
 
+EXAMPLE_GROUPS = [("normal_", "Normal faces, like the ones the shipped models learned from"),
+                  ("anomaly_utkface", "Other faces (UTKFace: babies, the elderly, other framing)"),
+                  ("anomaly_cifar10", "Not faces (CIFAR-10 photos)")]
+
+
 def example_images(folder):
     return sorted(str(p) for p in Path(folder).glob("*.png")) if folder and Path(folder).is_dir() else []
+
+
+def example_groups(examples, image):
+    """Examples grouped by what they are; clicking one fills the drop zone, which runs the model."""
+    for prefix, label in EXAMPLE_GROUPS:
+        group = [path for path in examples if Path(path).name.startswith(prefix)]
+        if group:
+            gr.Examples(group, inputs=image, label=label, examples_per_page=len(group))
+    others = [path for path in examples if not any(Path(path).name.startswith(p) for p, _ in EXAMPLE_GROUPS)]
+    if others:
+        gr.Examples(others, inputs=image, label="More examples", examples_per_page=len(others))
 
 
 def model_choices(zoo):
@@ -48,55 +76,73 @@ def model_choices(zoo):
     return choice_labels(zoo.models), best
 
 
-def detect_tab(handlers, session, choices, best, examples):
+def detect_tab(handlers, session, choices, best, examples, upload_limit):
     shown = handlers.zoo.models.get(best)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             # custom values: a visitor's own trained models are theirs alone, not in the page's list
             model = gr.Dropdown(choices, value=best, label="Model", allow_custom_value=True,
-                                info="ROC-AUC on the test set it was evaluated on")
-            image = drop_zone()
-            threshold = threshold_slider()
+                                info="What it is, and its ROC-AUC on the test set it was evaluated on")
+            image = drop_zone(upload_limit, "detect-image")
+            threshold = threshold_slider("detect-threshold")
             button = gr.Button("Detect", variant="primary")
+            verdict = gr.HTML(label="Verdict", elem_id="summary")
+            chart = gr.Plot(label="Where this image falls among the held-out normal images", format="png",
+                            elem_id="verdict-chart", show_label=False)
             if examples:
-                gr.Examples(examples, inputs=image, label="Examples: normal faces, other "
-                            "faces (UTKFace), not faces (CIFAR-10)", examples_per_page=18)
+                example_groups(examples, image)
         with gr.Column(scale=2):
-            summary = gr.Markdown("Drop an image to see how anomalous it is.", elem_id="summary")
             with gr.Row():
                 seen = gr.Image(label="Input, as the model sees it", elem_id="input-view", **VIEW)
-                picture = gr.Image(label=shown.picture_label if shown else None,
+                picture = gr.Image(label=shown.picture_label if shown else "The model's picture",
                                    elem_id="reconstruction", **{**VIEW, "width": None})
+            note = gr.Markdown(elem_id="what-it-sees", label="What the model reads")
             with gr.Row():
                 heat = gr.Image(label=f"Heat map. {shown.heat_title}" if shown else "Heat map",
                                 elem_id="heat-map", **VIEW)
                 overlay = gr.Image(label="Heat map over the input", elem_id="overlay", **VIEW)
             legend = gr.Image(render.legend(shown) if shown else None, label="Heat map colours",
                               format="png", interactive=False, height=110, buttons=[])
-            details = gr.JSON(label="Details", open=False)
-    outputs = [seen, picture, heat, overlay, summary, details]
-    gr.on([button.click, image.upload], handlers.detect, [image, model, threshold, session], outputs,
-          api_name="detect")
-    model.change(handlers.model_labels, [model, session], [picture, heat, legend], api_visibility="private")
+            with gr.Accordion("How this model scores and what its heat map shows", open=False):
+                about = gr.Markdown(Handlers.about(shown) if shown else "", label="About the model")
+                details = gr.JSON(label="Details")
+    seen_state = gr.State()
+    outputs = [seen, picture, heat, overlay, verdict, details, chart, note, seen_state]
+    button.click(handlers.detect, [image, model, threshold, session], outputs, api_name="detect").failure(
+        handlers.cleared_detection, None, outputs, api_visibility="private")
+    image.change(handlers.refresh, [image, model, threshold, session], outputs, api_visibility="private").failure(
+        handlers.cleared_detection, None, outputs, api_visibility="private")
+    model.change(handlers.model_labels, [model, session], [picture, heat, legend, about],
+                 api_visibility="private").then(
+        handlers.refresh, [image, model, threshold, session], outputs, api_visibility="private").failure(
+        handlers.cleared_detection, None, outputs, api_visibility="private")
+    threshold.change(handlers.rejudge, [seen_state, threshold, session], [verdict, details, chart],
+                     api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     return SimpleNamespace(model=model, image=image, threshold=threshold, outputs=outputs)
 
 
-def compare_tab(handlers, session, examples):
+def compare_tab(handlers, session, examples, upload_limit):
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            image = drop_zone()
-            threshold = threshold_slider()
+            image = drop_zone(upload_limit)
+            threshold = threshold_slider("compare-threshold")
             button = gr.Button("Compare all models", variant="primary")
+            agreement = gr.Markdown(elem_id="compare-agreement", label="Agreement")
             if examples:
-                gr.Examples(examples, inputs=image, examples_per_page=18)
+                example_groups(examples, image)
         with gr.Column(scale=2):
-            table = gr.Dataframe(headers=["model", "score", "percentile", "verdict"],
-                                 label="Scores (percentile: share of normal images scoring lower)",
-                                 interactive=False)
-            gallery = gr.Gallery(label="Per model: input, its picture, heat map, overlay",
-                                 columns=4, format="png", object_fit="contain", height="auto")
-    gr.on([button.click, image.upload], handlers.compare, [image, threshold, session], [gallery, table],
-          api_name="compare")
+            table = gr.Dataframe(label="Per model: percentile among its own normal images (comparable across "
+                                 "models), verdict, raw score (not comparable)", interactive=False,
+                                 elem_id="compare-table")
+            sheet = gr.Image(label="Per model: input, heat map, overlay, and its own picture", format="png",
+                             interactive=False, elem_id="compare-sheet", buttons=["download", "fullscreen"])
+            legends = gr.Image(label="Heat map colours", format="png", interactive=False, buttons=[], height=200)
+    seen = gr.State()
+    outputs = [sheet, table, agreement, legends, seen]
+    gr.on([button.click, image.change], handlers.compare_or_clear, [image, threshold, session], outputs,
+          api_name="compare").failure(lambda: (None, None, "", None, None), None, outputs, api_visibility="private")
+    threshold.change(handlers.rejudge_all, [seen, threshold], [table, agreement], api_visibility="private",
+                     show_progress="hidden", trigger_mode="always_last")
 
 
 def evaluate_tab(handlers, session, names, detect):
@@ -132,21 +178,22 @@ def evaluate_tab(handlers, session, names, detect):
         inspected = gr.Dropdown([], label="Model to inspect", info="for the confusion matrix, the images and the table")
     with gr.Row():
         at_threshold = gr.Dataframe(label="At the threshold, per model", interactive=False, elem_id="at-threshold",
-                                    scale=3)
+                                    scale=3, visible=False)
         confusion = gr.Dataframe(label="Confusion matrix", interactive=False, visible=False, elem_id="confusion",
                                  scale=1, min_width=280)
-    histograms = gr.Plot(label="Score histograms, the threshold dashed", format="png", elem_id="histograms")
+    histograms = gr.Plot(label="Score histograms, the threshold dashed", format="png", elem_id="histograms",
+                         visible=False)
     flagged = gr.Gallery(label="The most anomalous images (click one to open it in Detect)", columns=8,
-                         elem_id="evaluate-flagged",
+                         elem_id="evaluate-flagged", visible=False,
                          height="auto", object_fit="contain", format="png")
     false_positives = gr.Gallery(label="Normal images flagged (false positives), worst first", columns=8,
                                  height="auto", object_fit="contain", visible=False, format="png")
     false_negatives = gr.Gallery(label="Anomalies missed (false negatives), worst first", columns=8,
                                  height="auto", object_fit="contain", visible=False, format="png")
     ranked = gr.Dataframe(label=f"Images by score, the {TABLE_ROWS:,} most anomalous (the CSVs hold every image)",
-                          interactive=False, max_height=400)
+                          interactive=False, max_height=400, visible=False)
     files = gr.File(label="Downloads: everything in one zip, then per model HW8's submission (ID,score) and every "
-                    "image's score, percentile and verdict", file_count="multiple")
+                    "image's score, percentile and verdict", file_count="multiple", visible=False)
     run, shown = gr.State(), gr.State()
     moving = [at_threshold, confusion, histograms, flagged, false_positives, false_negatives, ranked, shown]
     dataset.change(lambda choice: gr.Group(visible=choice == "upload"), dataset, uploads,
@@ -163,9 +210,7 @@ def evaluate_tab(handlers, session, names, detect):
     for gallery, key in ((flagged, "flagged"), (false_positives, "false_positives"),
                          (false_negatives, "false_negatives")):
         gallery.select(handlers.open_in_detect, [run, shown, gr.State(key)],
-                       [detect.image, detect.model, detect.tabs], api_visibility="private").then(
-            handlers.detect, [detect.image, detect.model, detect.threshold, session], detect.outputs,
-            api_visibility="private")
+                       [detect.image, detect.model, detect.tabs], api_visibility="private")
     return models
 
 
@@ -182,12 +227,14 @@ def latent_tab(handlers, session, names, examples):
                 gr.Examples(examples, inputs=image, examples_per_page=18)
         with gr.Column(scale=2):
             note = gr.Markdown()
-            decoded = gr.Image(label="Decoded from the sliders", **VIEW)
+            decoded = gr.Image(label="Decoded from the sliders", elem_id="latent-decoded", **VIEW)
             state = gr.State()
             with gr.Row():
                 sliders = [gr.Slider(-3, 3, value=0, step=0.01, visible=False, min_width=180)
                            for _ in range(MAX_LATENT_SLIDERS)]
     button.click(handlers.encode, [image, model, session], [state, decoded, note, *sliders], api_name="encode")
+    gr.on([image.change, model.change], handlers.encode_if_image, [image, model, session],
+          [state, decoded, note, *sliders], api_visibility="private")
     gr.on([s.input for s in sliders], handlers.decode, [session, state, *sliders], decoded,
           api_name="decode", trigger_mode="always_last", show_progress="hidden")
     return model
@@ -240,8 +287,9 @@ def train_tab(handlers, session, detect_model, evaluate_models, latent_model):
     return run
 
 
-def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64):
-    """The app: `examples_dir` holds example PNGs, `sample_testset` a labelled set in HW8's layout."""
+def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64, upload_limit=None):
+    """The app: `examples_dir` holds example PNGs, `sample_testset` a labelled set in HW8's layout,
+    `upload_limit` the server's, as people read it ("300 MB")."""
     handlers = Handlers(zoo, sample_testset)
     names = list(zoo.models)
     decodable = [name for name, model in zoo.models.items() if hasattr(model, "decode")]
@@ -258,13 +306,13 @@ def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64):
         session = gr.State(None, time_to_live=sessions.SESSION_SECONDS, delete_callback=sessions.forget)
         with gr.Tabs() as tabs:
             with gr.Tab("Detect", id="detect"):
-                detect = detect_tab(handlers, session, *model_choices(zoo), examples)
+                detect = detect_tab(handlers, session, *model_choices(zoo), examples, upload_limit)
                 detect.tabs = tabs
             with gr.Tab("Compare", id="compare"):
-                compare_tab(handlers, session, examples)
+                compare_tab(handlers, session, examples, upload_limit)
             with gr.Tab("Evaluate", id="evaluate"):
                 evaluate_models = evaluate_tab(handlers, session, names, detect)
-            with gr.Tab("Latent space", id="latent"):
+            with gr.Tab("Latent", id="latent"):
                 latent_model = latent_tab(handlers, session, decodable, examples)
             with gr.Tab("Train", id="train"):
                 train_tab(handlers, session, detect.model, evaluate_models, latent_model)
