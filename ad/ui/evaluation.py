@@ -141,11 +141,12 @@ class EvaluationRun:
 
     def examples(self, name, threshold):
         """(index, caption) lists: the most anomalous images, then the false positives and false
-        negatives at the threshold (worst first; empty without labels)."""
+        negatives at the threshold (worst first; empty without labels); and how many errors of each."""
         scores = self.scores[name]
         most = np.argsort(-scores, kind="stable")[:GALLERY_SIZE]
         errors = errors_at(self.test_set.labels, scores, threshold) if self.labelled else ([], [])
-        return [[(int(i), self.caption(name, i)) for i in indices[:GALLERY_SIZE]] for indices in (most, *errors)]
+        shown = [[(int(i), self.caption(name, i)) for i in indices[:GALLERY_SIZE]] for indices in (most, *errors)]
+        return shown, [len(indices) for indices in errors]
 
     def image_table(self, name, threshold):
         scores, order = self.scores[name], np.argsort(-self.scores[name], kind="stable")[:TABLE_ROWS]

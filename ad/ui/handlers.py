@@ -315,14 +315,17 @@ class Handlers:
         run = self._run(key)
         thresholds = run.thresholds(mode, threshold_percentile)
         inspected = inspected if inspected in run.scores else next(iter(run.scores))
-        flagged, false_positives, false_negatives = run.examples(inspected, thresholds[inspected])
+        (flagged, false_positives, false_negatives), (fp_count, fn_count) = run.examples(inspected, thresholds[inspected])
         galleries = [[(render.upscale(np.asarray(run.test_set.images[i])), caption) for i, caption in shown]
                      for shown in (flagged, false_positives, false_negatives)]
         return (gr.Dataframe(run.threshold_table(thresholds), visible=True),
                 gr.Dataframe(run.confusion_table(inspected, thresholds[inspected]), visible=run.labelled),
                 gr.Plot(render.histogram_figure(run.scores, run.test_set.labels, thresholds), visible=True),
-                gr.Gallery(galleries[0], visible=True), gr.Gallery(galleries[1], visible=run.labelled),
-                gr.Gallery(galleries[2], visible=run.labelled),
+                gr.Gallery(galleries[0], visible=True),
+                gr.Gallery(galleries[1], visible=run.labelled, label=f"Normal images flagged by {inspected} "
+                           f"(false positives): {fp_count:,}, worst first"),
+                gr.Gallery(galleries[2], visible=run.labelled, label=f"Anomalies {inspected} missed "
+                           f"(false negatives): {fn_count:,}, worst first"),
                 gr.Dataframe(run.image_table(inspected, thresholds[inspected]), visible=True),
                 {"flagged": [i for i, _ in flagged], "false_positives": [i for i, _ in false_positives],
                  "false_negatives": [i for i, _ in false_negatives], "model": inspected})

@@ -224,14 +224,14 @@ def latent_tab(handlers, session, names, examples):
             image = drop_zone()
             button = gr.Button("Encode", variant="primary")
             if examples:
-                gr.Examples(examples, inputs=image, examples_per_page=18)
+                example_groups(examples, image)
         with gr.Column(scale=2):
-            note = gr.Markdown()
+            note = gr.Markdown(label="Latent dimensions")
             decoded = gr.Image(label="Decoded from the sliders", elem_id="latent-decoded", **VIEW)
             state = gr.State()
             with gr.Row():
-                sliders = [gr.Slider(-3, 3, value=0, step=0.01, visible=False, min_width=180)
-                           for _ in range(MAX_LATENT_SLIDERS)]
+                sliders = [gr.Slider(-3, 3, value=0, step=0.01, visible=False, min_width=180, label=f"z[{i}]")
+                           for i in range(MAX_LATENT_SLIDERS)]
     button.click(handlers.encode, [image, model, session], [state, decoded, note, *sliders], api_name="encode")
     gr.on([image.change, model.change], handlers.encode_if_image, [image, model, session],
           [state, decoded, note, *sliders], api_visibility="private")
@@ -267,9 +267,9 @@ def train_tab(handlers, session, detect_model, evaluate_models, latent_model):
             report = gr.Markdown("Upload normal images (or use the sample faces) to train on.", elem_id="train-report")
             shown = gr.Gallery(label="Some of the images", columns=6, height="auto", object_fit="contain")
             trained_name = gr.Textbox(label="Trained model", interactive=False, elem_id="trained-name")
-            status = gr.Markdown(elem_id="train-status")
+            status = gr.Markdown(elem_id="train-status", label="Training status")
             loss = gr.Plot(label="Loss per epoch", format="png")
-            card = gr.Markdown()
+            card = gr.Markdown(label="The trained model")
             download = gr.File(label="The checkpoint, as a zip (load_model and python -m ad take it as it is)")
             with gr.Accordion("Push to the Hugging Face Hub", open=False):
                 repo = gr.Textbox(label="Repo id", placeholder="USER/NAME")
