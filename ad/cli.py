@@ -1,4 +1,4 @@
-"""Command line: `python -m ad train | score | evaluate | calibrate | push` (train.py is `ad train`)."""
+"""Command line: `python -m ad train | score | evaluate | calibrate | export | push` (train.py is `ad train`)."""
 
 import argparse
 import dataclasses
@@ -174,6 +174,15 @@ def run_calibrate(args):
           f"{model.threshold(99):.4g}")
 
 
+def run_export(args):
+    from ad.export import export_onnx
+
+    model = checkpoint.load(args.checkpoint, device="cpu")
+    export_onnx(model, args.out)
+    print(f"wrote {args.out}: uint8 images (N, 64, 64, 3) in, {model.architecture} anomaly scores (N,) out; "
+          "the calibration quantiles are in its metadata (normal_score_quantiles)")
+
+
 def run_push(args):
     print(checkpoint.push(args.checkpoint, args.repo, private=args.private, revision=args.revision))
 
@@ -226,6 +235,11 @@ def build_parser():
                            help="normal images the model was not trained on (.npy, folder, .zip)")
     calibrate.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)
 
+    export = commands.add_parser("export", help="write an ONNX graph from uint8 images to anomaly scores, "
+                                 "preprocessing inside, calibration in its metadata")
+    export.add_argument("--checkpoint", required=True, help="checkpoint folder, zip or Hub id")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+
     push = commands.add_parser("push", help="upload a checkpoint folder to the Hub")
     push.add_argument("--checkpoint", required=True)
     push.add_argument("--repo", required=True, metavar="USER/NAME")
@@ -237,7 +251,8 @@ def main(argv=None, parser=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = parser or build_parser()
     args = parser.parse_args(argv)
-    commands = {"score": run_score, "evaluate": run_evaluate, "calibrate": run_calibrate, "push": run_push}
+    commands = {"score": run_score, "evaluate": run_evaluate, "calibrate": run_calibrate, "export": run_export,
+                "push": run_push}
     try:
         command = getattr(args, "subcommand", "train")
         if command == "train":

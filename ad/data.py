@@ -1,6 +1,7 @@
 """Data in: HW8 arrays, image files, folders and zips, labels and sources; validation and preprocessing."""
 
 import csv
+import functools
 import io
 import warnings
 import zipfile
@@ -502,11 +503,32 @@ def preprocess(images, crop=None, size=IMAGE_SIZE, device="cpu"):
     blowing it up to 64, with no information added by the blow-up.
     """
     x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # a copy: memmaps are read-only
-    x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (B, C, H, W)
+    return tensor_to_model_input(x, crop, size)
+
+
+def tensor_to_model_input(x, crop=None, size=IMAGE_SIZE):
+    """preprocess on a uint8 tensor: torch operations only, so an ONNX export carries them."""
+    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, C, H, W)
     if crop is not None:
         top, left, height, width = crop
         x = x[:, :, top:top + height, left:left + width]
     if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = resize(x, size)
     return x.contiguous()
+
+
+@functools.cache
+def _resize_weights(source, target):
+    """(target, source): antialiased bilinear resizing of one axis as a matrix, read off
+    F.interpolate applied to the unit vectors."""
+    unit = torch.eye(source).view(source, 1, 1, source)
+    return F.interpolate(unit, size=(1, target), mode="bilinear", align_corners=False, antialias=True)[:, 0, 0].T
+
+
+def resize(x, size):
+    """(B, C, H, W) -> (B, C, size, size), antialiased bilinear: what F.interpolate(..., antialias=True)
+    computes, written as two matrix products so that an ONNX export (`ad export`) keeps it."""
+    rows = _resize_weights(int(x.shape[-2]), size).to(x)  # int(): under ONNX tracing, sizes are tensors
+    columns = _resize_weights(int(x.shape[-1]), size).to(x)
+    return rows @ x @ columns.T
 

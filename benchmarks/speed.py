@@ -28,6 +28,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from ad import checkpoint  # noqa: E402
 from ad.data import load_array, open_image  # noqa: E402
 from ad.device import default_batch_size, pick_device  # noqa: E402
+from ad.errors import InputError  # noqa: E402
 from ad.scoring import anomaly_scores, detect  # noqa: E402
 from ad.ui import render  # noqa: E402
 from ad.ui.evaluation import PERCENTILE  # noqa: E402
@@ -61,6 +62,24 @@ def full_set_seconds(model, images, batch_size):
     started = time.perf_counter()
     anomaly_scores(model, images, batch_size=batch_size)  # scores come back to the CPU: synced
     return time.perf_counter() - started
+
+
+def onnxruntime_seconds(model, images):
+    """HW8's full test set through the exported graph with onnxruntime on the CPU (None without it)."""
+    try:
+        from ad.export import export_onnx, onnx_scores
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        try:
+            export_onnx(model, path)
+        except InputError:  # onnx is not installed
+            return None
+        onnx_scores(path, images[:1024])  # warm-up
+        started = time.perf_counter()
+        onnx_scores(path, images)
+        return time.perf_counter() - started
 
 
 def evaluate_tab_seconds(models, images, labels, sources):
@@ -104,11 +123,14 @@ def main():
     images = np.resize(sample, (FULL_HW8_TEST_SET, *sample.shape[1:]))  # tiled
 
     models = {name: checkpoint.load(path, device=device) for name, path in checkpoint.find(args.checkpoints).items()}
-    header = ["model", "one image in the app"] + [f"{FULL_HW8_TEST_SET:,} images, batch {b}" for b in batch_sizes]
+    header = ["model", "one image in the app"] + [f"{FULL_HW8_TEST_SET:,} images, batch {b}" for b in batch_sizes] + [
+        f"{FULL_HW8_TEST_SET:,} images, exported to ONNX, onnxruntime on the CPU"]
     rows = []
     for name, model in models.items():
+        onnx_s = onnxruntime_seconds(model, images)
         rows.append([f"**{name}**", f"{one_image_ms(model, sample[0]):.1f} ms"]
-                    + [f"{full_set_seconds(model, images, b):.2f} s" for b in batch_sizes])
+                    + [f"{full_set_seconds(model, images, b):.2f} s" for b in batch_sizes]
+                    + ["-" if onnx_s is None else f"{onnx_s:.2f} s"])
         print(*rows[-1], sep=" | ", flush=True)
     table = markdown_table(header, rows)
     labels = np.resize(np.load(SAMPLE_IMAGES.with_name("testing_labels.npy")), FULL_HW8_TEST_SET)

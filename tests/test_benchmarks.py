@@ -32,8 +32,8 @@ def test_shuffled_faces_rearrange_the_same_tiles():
 
 
 def test_table_leaves_unmeasured_cells_empty_and_extrapolates_to_the_full_test_set():
-    rows = [{"detector": "a", "auc": {"overall": 0.9, "1": 0.8}, "params": 2e6, "throughput": 19_636 / 4},
-            {"detector": "b", "auc": {"overall": 0.5, "1": 0.4}}]
+    rows = [{"detector": "a", "auc": {"overall": 0.9, "UTKFace": 0.8}, "params": 2e6, "throughput": 19_636 / 4},
+            {"detector": "b", "auc": {"overall": 0.5, "UTKFace": 0.4}}]
     header, _, first, second = format_rows(rows).splitlines()
     assert "normal vs UTKFace" in header and "one image" not in header  # speed.py times one image
     assert first.split(" | ")[1:4] == ["0.900", "0.800", "2.00 M"] and first.endswith("| 4.0 s |")

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ad.data import resize
 from ad.errors import InputError
 from ad.models.base import Detector, Explanation
 from ad.models.registry import register_model
@@ -96,21 +97,19 @@ class TransformPredictor(Detector):
 
     def views(self, x):
         """(B, 3, 64, 64) -> (num_views, B, 3, view_size, view_size)."""
-        size = (self.view_size, self.view_size)
-        windows = [F.interpolate(x[:, :, top:top + h, left:left + w], size=size, mode="bilinear",
-                                 align_corners=False, antialias=True) for top, left, h, w in self.windows]
+        windows = [resize(x[:, :, top:top + h, left:left + w], self.view_size) for top, left, h, w in self.windows]
         views = []
         for window, turns, mirrored in self.transforms:
-            view = torch.rot90(windows[window], turns, dims=(2, 3))
+            view = quarter_turns(windows[window], turns)
             views.append(view.flip(3) if mirrored else view)
         return torch.stack(views)
 
     def view_losses(self, x):
         """(num_views, B): cross-entropy of recognising each view of each image."""
         views = self.views(x)
-        logits = self.head(self.features(views.flatten(0, 1)))  # (num_views * B, num_views)
-        targets = torch.arange(self.num_views, device=x.device).repeat_interleave(len(x))
-        return F.cross_entropy(logits, targets, reduction="none").view(self.num_views, len(x))
+        logits = self.head(self.features(views.flatten(0, 1))).unflatten(0, (self.num_views, -1))  # (V, B, V)
+        right = torch.arange(self.num_views, device=x.device)
+        return -F.log_softmax(logits, dim=-1)[right, :, right]  # view v's loss: -log p(v); no batch size baked in
 
     def loss(self, x):
         return self.view_losses(x).mean()
@@ -142,3 +141,14 @@ class TransformPredictor(Detector):
         per_row = count // rows
         lines = [torch.cat(list(framed[i:i + per_row]), dim=-1) for i in range(0, count, per_row)]
         return torch.cat(lines, dim=-2)  # (B, 3, rows(S+4), per_row(S+4))
+
+
+def quarter_turns(x, turns):
+    """torch.rot90(x, turns, dims=(2, 3)) written with flips and a transpose, which ONNX exports."""
+    if turns % 4 == 1:
+        return x.flip(3).transpose(2, 3)
+    if turns % 4 == 2:
+        return x.flip(2).flip(3)
+    if turns % 4 == 3:
+        return x.transpose(2, 3).flip(3)
+    return x
