@@ -8,17 +8,36 @@ from ad.models.base import CALIBRATION_POINTS
 
 METRIC_TITLES = {"roc_auc": "ROC-AUC", "average_precision": "average precision",
                  "tpr_at_1%_fpr": "anomalies caught at 1% false positives",
-                 "tpr_at_5%_fpr": "at 5% false positives"}
+                 "tpr_at_5%_fpr": "anomalies caught at 5% false positives"}
+
+
+def eval_results(metrics, training=None):
+    """The test metrics as the Hub's model-index: one result per metric and kind of image, by name."""
+    from huggingface_hub import EvalResult
+
+    test = Path(str((training or {}).get("config", {}).get("test") or "test set"))
+    dataset = test.parent.name or test.stem  # HW8's layout: the folder names the data set
+    return [EvalResult(task_type="image-classification", task_name="Anomaly detection (trained on normal images)",
+                       dataset_type=dataset, dataset_name=f"{dataset} ({metrics.get('test_images', '?')} test images)",
+                       dataset_split="test", dataset_config=subset, metric_type=key,
+                       metric_name=f"{title} ({'all' if subset == 'overall' else 'normal vs ' + subset})",
+                       metric_value=round(float(value), 4))
+            for key, title in METRIC_TITLES.items() if key in metrics
+            for subset, value in sorted(metrics[key].items(), key=lambda kv: (kv[0] != "overall", kv[0]))]
 
 
 def model_card(model, metrics=None, training=None):
     from huggingface_hub import ModelCard, ModelCardData
 
     info = model._hub_mixin_info.model_card_data
+    # No Hub task is "anomaly detection": a detector answers normal or anomalous for an image, which
+    # is image classification with two classes. No Hub dataset is named: the training images are
+    # the user's, named in the card's text.
     data = ModelCardData(library_name=info.library_name, license=info.license,
                          tags=sorted(set(info.tags or []) | {model.architecture}),
-                         pipeline_tag="image-classification",
-                         metrics=["roc_auc"] if metrics else None)
+                         pipeline_tag="image-classification", model_name=f"{model.architecture} anomaly detector",
+                         metrics=[key for key in METRIC_TITLES if key in metrics] if metrics else None,
+                         eval_results=eval_results(metrics, training) if metrics else None)
     options = {k: v for k, v in model.config.items() if k != "architecture"}
     lines = [f"# `{model.architecture}` anomaly detector", "",
              f"{model.summary} Trained on normal images only; it reads 64x64 RGB images (any "

@@ -90,8 +90,9 @@ def test_detect_verdict_follows_the_threshold(client, pngs):
 
 def test_compare_returns_every_architecture_an_ensemble_and_whom_to_trust(client, pngs):
     from gradio_client import handle_file
-    sheet, shown, agreement, legends = client.predict(handle_file(pngs[CIFAR][0]), 99.0, api_name="/compare")
+    sheet, shown, agreement, legends, figures = client.predict(handle_file(pngs[CIFAR][0]), 99.0, api_name="/compare")
     rows = table(shown)
+    assert [f["model"] for f in figures] == list_models()  # the figures as data too (agents, the threshold)
     assert [row["model"].removeprefix("★ ") for row in rows] == list_models() + ["ensemble (mean percentile)"]
     assert [row["model"] for row in rows if row["model"].startswith("★")] == ["★ geo"]  # the best ROC-AUC
     assert rows[-1]["percentile"] == pytest.approx(np.mean([row["percentile"] for row in rows[:-1]]), abs=0.01)
@@ -207,6 +208,30 @@ def test_messages_name_the_uploaded_file_never_a_server_path(client, tmp_path, c
     assert "Traceback" not in capfd.readouterr().err
     logged = [r.getMessage() for r in caplog.records if r.name == "ad.app"]
     assert len(logged) == 1 and logged[0].startswith("refused in evaluate: notes.npy")  # one line per user error
+
+
+def test_agents_find_detect_and_compare_as_mcp_tools_and_get_a_verdict_as_data(app_url, pngs):
+    import asyncio
+    import base64
+
+    import httpx
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    tools = {tool["name"]: tool for tool in httpx.get(f"{app_url}gradio_api/mcp/schema", timeout=30).json()}
+    assert {"detect", "compare"} <= set(tools)
+    assert "how anomalous one image is" in tools["detect"]["description"]
+    assert "model_name" in tools["detect"]["inputSchema"]["properties"]
+    image = "data:image/png;base64," + base64.b64encode(Path(pngs[CIFAR][0]).read_bytes()).decode()
+
+    async def call():
+        async with streamablehttp_client(f"{app_url}gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await session.call_tool("detect", {"image_path": image, "model_name": "geo",
+                                                          "threshold_percentile": 99})
+    answer = " ".join(getattr(item, "text", "") for item in asyncio.run(call()).content)
+    assert "'verdict': 'anomalous'" in answer and "'percentile':" in answer and "'score':" in answer
 
 
 def test_latent_sliders_decode_what_they_encode(client, pngs):

@@ -132,3 +132,23 @@ def test_the_app_pushes_a_visitors_model_and_never_echoes_the_token(pushed, hub)
     with pytest.raises(gr.Error, match="push to user/refused failed") as refused:
         handlers.push("mine", "user/refused", "hf_wrong_secret", session)
     assert "hf_wrong_secret" not in str(refused.value) and folder.is_dir()
+
+
+def test_all_defaults_push_load_back_by_id_and_their_cards_carry_the_results(hub, monkeypatch, capsys):
+    from huggingface_hub import ModelCard
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import push_defaults
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    repos = push_defaults.main(["space-owner"])
+    out = capsys.readouterr().out
+    assert f"AD_MODELS={','.join(repos)}" in out and "models:\n- space-owner/hw8-fcn" in out
+    assert load_zoo({repo: repo for repo in repos}).errors == {}  # the Space loads every one by id
+    for repo in repos:
+        shipped = ROOT / "checkpoints" / repo.removeprefix("space-owner/hw8-")
+        card = ModelCard(hub.repos[repo]["branches"]["main"]["files"]["README.md"].decode())  # as pushed
+        results = {(r.metric_type, r.dataset_config): r.metric_value for r in card.data.eval_results}
+        metrics = load_model(shipped).metrics
+        assert results[("roc_auc", "overall")] == round(metrics["roc_auc"]["overall"], 4)
+        assert results[("roc_auc", "UTKFace")] == round(metrics["roc_auc"]["UTKFace"], 4)  # kinds by name
+        assert card.data.pipeline_tag == "image-classification" and card.data.model_name

@@ -130,13 +130,24 @@ class Handlers:
     @user_errors
     @on_gpu
     def detect(self, image_path, model_name, threshold_percentile=99.0, session=None):
-        """One image, one model: what it saw, its own picture, where the score comes from, how much,
-        and the verdict at the threshold."""
+        """Tell how anomalous one image is to one detector trained on normal images, and why.
+
+        Args:
+            image_path: the image (a URL or a file: PNG, JPEG, WebP, BMP or GIF; any size)
+            model_name: the detector, e.g. "geo" (the most accurate shipped one) or "fcn"
+            threshold_percentile: above this percentile of the detector's held-out normal scores
+                (50 to 99.9; default 99) the image is called anomalous
+
+        Returns:
+            The image as the model sees it, the model's own picture, the heat map and its overlay;
+            the verdict as HTML; the details as data (verdict "normal" or "anomalous", score,
+            percentile among normal images, threshold); a chart; and what part of the image the model reads.
+        """
         model = self.model(model_name, session)
         detection = self._detect(model, image_path)
         seen = {"model": model_name, "score": detection.score, "percentile": detection.percentile}
-        return (*render.pictures(detection), *self._judge(model, seen, threshold_percentile),
-                self._what_it_sees(model, image_path), seen)
+        verdict_html, details, chart = self._judge(model, seen, threshold_percentile)
+        return (*render.pictures(detection), verdict_html, details, chart, self._what_it_sees(model, image_path))
 
     def _detect(self, model, image_path):
         """Detections by (model, image content), the latest few kept: examples clicked again, or an
@@ -160,13 +171,14 @@ class Handlers:
 
     @staticmethod
     def cleared_detection():
-        return None, None, None, None, "", None, None, "", None
+        return None, None, None, None, "", None, None, ""
 
     @user_errors
-    def rejudge(self, seen, threshold_percentile, session=None):
-        """A new threshold: the verdict again from the score already computed, no model call."""
-        if not seen:
+    def rejudge(self, details, threshold_percentile, session=None):
+        """A new threshold: the verdict again from the score on screen (the details), no model call."""
+        if not details:
             return gr.skip(), gr.skip(), gr.skip()
+        seen = {key: details[key] for key in ("model", "score", "percentile")}
         return self._judge(self.model(seen["model"], session), seen, threshold_percentile)
 
     def _judge(self, model, seen, threshold_percentile):
@@ -207,7 +219,18 @@ class Handlers:
     @user_errors
     @on_gpu
     def compare(self, image_path, threshold_percentile=99.0, session=None):
-        """One image, every model: a row of pictures each, a table of who says what, whom to trust."""
+        """Ask every detector about one image: who calls it anomalous, and whom to trust.
+
+        Args:
+            image_path: the image (a URL or a file: PNG, JPEG, WebP, BMP or GIF; any size)
+            threshold_percentile: above this percentile of each detector's held-out normal scores
+                (50 to 99.9; default 99) an image is called anomalous
+
+        Returns:
+            One picture with a row per detector (input, heat map, overlay, its own picture); a table
+            with each detector's ROC-AUC, percentile, verdict and score, the ensemble last and the most
+            reliable detector starred; a sentence on who agrees; the heat maps' colour legends.
+        """
         models = self.all_models(session)
         if not models:
             raise InputError("no model could be loaded; see the notes at the top of the page")
@@ -222,10 +245,10 @@ class Handlers:
                          "roc_auc": roc_auc(model)})
         legends = {(m.heat_full_scale, m.heat_unit): render.legend(m) for m in models.values()}
         return (render.compare_sheet(rows), *self._compare_table(seen, threshold_percentile),
-                np.concatenate(list(legends.values())), seen)
+                np.concatenate(list(legends.values())), seen)  # seen: the figures as data, for the threshold
 
     def compare_or_clear(self, image_path, threshold_percentile=99.0, session=None):
-        if not image_path:
+        if not image_path:  # the drop zone emptied: the page empties too
             return None, None, "", None, None
         return self.compare(image_path, threshold_percentile, session)
 

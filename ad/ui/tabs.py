@@ -106,8 +106,7 @@ def detect_tab(handlers, session, choices, best, examples, upload_limit):
             with gr.Accordion("How this model scores and what its heat map shows", open=False):
                 about = gr.Markdown(Handlers.about(shown) if shown else "", label="About the model")
                 details = gr.JSON(label="Details")
-    seen_state = gr.State()
-    outputs = [seen, picture, heat, overlay, verdict, details, chart, note, seen_state]
+    outputs = [seen, picture, heat, overlay, verdict, details, chart, note]
     button.click(handlers.detect, [image, model, threshold, session], outputs, api_name="detect").failure(
         handlers.cleared_detection, None, outputs, api_visibility="private")
     image.change(handlers.refresh, [image, model, threshold, session], outputs, api_visibility="private").failure(
@@ -116,7 +115,7 @@ def detect_tab(handlers, session, choices, best, examples, upload_limit):
                  api_visibility="private").then(
         handlers.refresh, [image, model, threshold, session], outputs, api_visibility="private").failure(
         handlers.cleared_detection, None, outputs, api_visibility="private")
-    threshold.change(handlers.rejudge, [seen_state, threshold, session], [verdict, details, chart],
+    threshold.change(handlers.rejudge, [details, threshold, session], [verdict, details, chart],
                      api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     return SimpleNamespace(model=model, image=image, threshold=threshold, outputs=outputs)
 
@@ -137,10 +136,14 @@ def compare_tab(handlers, session, examples, upload_limit):
             sheet = gr.Image(label="Per model: input, heat map, overlay, and its own picture", format="png",
                              interactive=False, elem_id="compare-sheet", buttons=["download", "fullscreen"])
             legends = gr.Image(label="Heat map colours", format="png", interactive=False, buttons=[], height=200)
-    seen = gr.State()
+    with gr.Accordion("The figures as data", open=False):
+        seen = gr.JSON(label="Per model: score, percentile, ROC-AUC")
     outputs = [sheet, table, agreement, legends, seen]
-    gr.on([button.click, image.change], handlers.compare_or_clear, [image, threshold, session], outputs,
-          api_name="compare").failure(lambda: (None, None, "", None, None), None, outputs, api_visibility="private")
+    clear = (lambda: (None, None, "", None, None), None, outputs)
+    button.click(handlers.compare, [image, threshold, session], outputs, api_name="compare").failure(
+        *clear, api_visibility="private")
+    image.change(handlers.compare_or_clear, [image, threshold, session], outputs, api_visibility="private").failure(
+        *clear, api_visibility="private")
     threshold.change(handlers.rejudge_all, [seen, threshold], [table, agreement], api_visibility="private",
                      show_progress="hidden", trigger_mode="always_last")
 
