@@ -521,8 +521,9 @@ def tensor_to_model_input(x, crop=None, size=IMAGE_SIZE):
 def _resize_weights(source, target):
     """(target, source): antialiased bilinear resizing of one axis as a matrix, read off
     F.interpolate applied to the unit vectors."""
-    unit = torch.eye(source).view(source, 1, 1, source)
-    return F.interpolate(unit, size=(1, target), mode="bilinear", align_corners=False, antialias=True)[:, 0, 0].T
+    with torch.inference_mode(False):  # cached for all later calls: gradients (geo's heat map) included
+        unit = torch.eye(source).view(source, 1, 1, source)
+        return F.interpolate(unit, size=(1, target), mode="bilinear", align_corners=False, antialias=True)[:, 0, 0].T
 
 
 def resize(x, size):

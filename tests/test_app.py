@@ -65,8 +65,9 @@ def test_detect_scores_cifar_images_above_normal_faces(client, pngs):
     from gradio_client import handle_file
 
     def score(path):
-        seen, reconstruction, heat, overlay, summary, details, chart, note = client.predict(
+        seen, reconstruction, heat, overlay, summary, details, chart, note, before_after = client.predict(
             handle_file(path), "cnn", 99.0, api_name="/detect")
+        assert [np.asarray(Image.open(p)).shape for p in before_after] == [(256, 256, 3)] * 2  # input, reconstruction
         for picture in (seen, reconstruction, heat, overlay):
             with Image.open(picture) as image:
                 assert image.format == "PNG" and image.size == (256, 256)
@@ -494,3 +495,12 @@ def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs, 
         page.locator("input[type=file]").first.set_input_files(pngs[CIFAR][0])
         expect(page.locator("#summary")).to_contain_text("anomaly score", timeout=60_000)
     assert (tmp_path / "train.png").stat().st_size > 10_000
+
+
+def test_a_painted_face_goes_to_the_drop_zone_as_it_was_painted(pngs):
+    from ad.ui.handlers import Handlers
+    face = Image.open(pngs[NORMAL][0]).convert("RGBA")
+    painted = face.copy()
+    painted.paste((0, 0, 0, 255), (20, 20, 40, 30))  # sunglasses, roughly
+    path = Handlers.painted_image({"background": face, "layers": [], "composite": painted})
+    assert np.array_equal(np.asarray(Image.open(path)), np.asarray(painted.convert("RGB")))

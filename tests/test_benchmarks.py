@@ -10,7 +10,7 @@ from ad import checkpoint
 from ad.data import load_test_set
 from ad.evaluation import auc_by_source
 from ad.scoring import anomaly_scores
-from benchmarks import oneclass
+from benchmarks import blots, oneclass
 from benchmarks.benchmark import FACES_DEV_SOURCES, format_rows, shuffled_faces
 from benchmarks.readme import replace_section
 from conftest import ROOT, SAMPLE_TESTSET, make_images, small
@@ -91,3 +91,15 @@ def test_the_one_class_protocol_on_a_tiny_slice(tmp_path):
     table = oneclass.format_table({"tiny": row})
     assert "(0." in table and "1 classes)" in table  # an incomplete row is never shown as a mean
     assert "published: GEOM" in table.splitlines()[-1]
+
+
+def test_blots_are_painted_where_their_masks_say_and_a_trained_autoencoder_points_at_them(trained, normal_images):
+    from ad import load_model
+    faces = np.asarray(normal_images[:16])
+    painted, masks = blots.paint_blots(faces)
+    changed = (painted != faces).any(axis=-1)
+    assert (changed <= masks).all() and changed.sum() > 0.9 * masks.sum()  # a colour equal to the face is rare
+    assert all(40 <= m.sum() <= 330 for m in masks)  # 8 to 20 px across
+    model = load_model(trained("fcn"))
+    inside, chance = blots.hottest_inside(model, painted, masks)
+    assert np.nanmean(inside) > 2 * np.nanmean(chance)  # the residual is largest on the paint

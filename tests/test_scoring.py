@@ -67,3 +67,11 @@ def test_pictures_of_either_input_size_are_shown_at_the_display_size(size):
     shown = (DISPLAY_SIZE, DISPLAY_SIZE, 3)
     assert model_view(torch.zeros(3, size, size)).shape == shown
     assert heat_map(np.linspace(0, 1, size * size).reshape(size, size)).shape == shown
+
+
+def test_a_model_explains_after_scoring_a_set_with_the_same_resizing(normal_images):
+    """Resizing weights made under inference mode (scoring a set) must serve gradients (geo's heat map)."""
+    model = create_model("geo", windows=[[8, 8, 48, 48], [0, 0, 64, 64]], view_size=24, turns=[0, 1])
+    model.calibrate(np.linspace(0, 1, 10))
+    anomaly_scores(model, normal_images[:4])
+    assert detect(model, normal_images[0]).heat.shape == (64, 64)

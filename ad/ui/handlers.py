@@ -147,7 +147,9 @@ class Handlers:
         detection = self._detect(model, image_path)
         seen = {"model": model_name, "score": detection.score, "percentile": detection.percentile}
         verdict_html, details, chart = self._judge(model, seen, threshold_percentile)
-        return (*render.pictures(detection), verdict_html, details, chart, self._what_it_sees(model, image_path))
+        pictures = render.pictures(detection)
+        after = pictures[1] if pictures[1].shape == pictures[0].shape else pictures[3]  # reconstruction, or overlay
+        return (*pictures, verdict_html, details, chart, self._what_it_sees(model, image_path), (pictures[0], after))
 
     def _detect(self, model, image_path):
         """Detections by (model, image content), the latest few kept: examples clicked again, or an
@@ -171,7 +173,16 @@ class Handlers:
 
     @staticmethod
     def cleared_detection():
-        return None, None, None, None, "", None, None, ""
+        return None, None, None, None, "", None, None, "", None
+
+    @staticmethod
+    def painted_image(edited):
+        """The painted image as a file in the drop zone, which detects it like any upload."""
+        if edited is None or edited.get("composite") is None:
+            raise gr.Error("paint on an image first", title="Nothing to detect", print_exception=False)
+        path = Path(tempfile.mkdtemp(prefix="ad-painted-")) / "painted.png"
+        edited["composite"].convert("RGB").save(path)
+        return str(path)
 
     @user_errors
     def rejudge(self, details, threshold_percentile, session=None):

@@ -38,9 +38,9 @@ class RawImage(gr.Image):
         return None if payload is None else payload.path
 
 
-def drop_zone(upload_limit=None, elem_id=None, label="Image: drag and drop, upload or paste"):
+def drop_zone(upload_limit=None, elem_id=None, label="Image: drag and drop, upload, paste or take one with the webcam"):
     limit = f" (PNG, JPEG, WebP, BMP or GIF; up to {upload_limit})" if upload_limit else ""
-    return RawImage(label=label + limit, type="filepath", image_mode=None, sources=["upload", "clipboard"],
+    return RawImage(label=label + limit, type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"],
                     height=280, elem_id=elem_id)
 
 
@@ -103,10 +103,26 @@ def detect_tab(handlers, session, choices, best, examples, upload_limit):
                 overlay = gr.Image(label="Heat map over the input", elem_id="overlay", **VIEW)
             legend = gr.Image(render.legend(shown) if shown else None, label="Heat map colours",
                               format="png", interactive=False, height=110, buttons=[])
+            before_after = gr.ImageSlider(label="Before and after: drag to compare the input with the "
+                                          "reconstruction (autoencoders) or the heat map (geo)", format="png",
+                                          type="numpy", interactive=False, elem_id="before-after", max_height=320)
+            with gr.Accordion("Draw a defect: paint over a normal face, then detect", open=False):
+                editor = gr.ImageEditor(str(Path(examples[0])) if examples else None, type="pil", image_mode="RGB",
+                                        label="Paint sunglasses, a scribble or a blot; the heat map should find it",
+                                        sources=["upload", "clipboard"], canvas_size=(256, 256), fixed_canvas=True,
+                                        brush=gr.Brush(default_size=12, colors=["#000000", "#ffffff", "#d62728",
+                                                                                "#1f77b4", "#2ca02c"]),
+                                        elem_id="defect-editor", layers=False, format="png")
+                with gr.Row():
+                    from_current = gr.Button("Start from the image above", size="sm")
+                    painted = gr.Button("Detect the painted image", variant="primary", size="sm",
+                                        elem_id="detect-painted")
             with gr.Accordion("How this model scores and what its heat map shows", open=False):
                 about = gr.Markdown(Handlers.about(shown) if shown else "", label="About the model")
                 details = gr.JSON(label="Details")
-    outputs = [seen, picture, heat, overlay, verdict, details, chart, note]
+    outputs = [seen, picture, heat, overlay, verdict, details, chart, note, before_after]
+    painted.click(handlers.painted_image, editor, image, api_visibility="private")  # the drop zone runs it
+    from_current.click(lambda path: path, image, editor, api_visibility="private")
     button.click(handlers.detect, [image, model, threshold, session], outputs, api_name="detect").failure(
         handlers.cleared_detection, None, outputs, api_visibility="private")
     image.change(handlers.refresh, [image, model, threshold, session], outputs, api_visibility="private").failure(
