@@ -117,7 +117,7 @@ def test_model_card_and_space_card_parse(pushed):
     assert space.data.sdk == "gradio" and space.data.app_file == "app.py"
     import gradio
     assert space.data.sdk_version == gradio.__version__
-    assert f"gradio=={gradio.__version__}" in (ROOT / "requirements.txt").read_text()
+    assert f"gradio[mcp]=={gradio.__version__}" in (ROOT / "requirements.txt").read_text()
 
 
 def test_the_app_pushes_a_visitors_model_and_never_echoes_the_token(pushed, hub):

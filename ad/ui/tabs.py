@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from ad.files import atomic_path
 from ad.ui import render
 from ad.models import list_models
 from ad.training import TrainConfig
@@ -306,9 +307,34 @@ def train_tab(handlers, session, detect_model, evaluate_models, latent_model):
     return run
 
 
+def write_pictures_atomically():
+    """Gradio caches each output picture under a name made of its bytes, and writes it in place even
+    when the file exists: two visitors who get the same picture (an example, a cached detection)
+    rewrite a file while a browser downloads it, and the download breaks off. Its copies of files
+    are already atomic (a temporary name, then a rename); make its pictures so too."""
+    from gradio import processing_utils
+
+    if getattr(processing_utils.save_pil_to_cache, "atomic", False):
+        return
+
+    def save_pil_to_cache(img, cache_dir, name="image", format="webp"):
+        data = processing_utils.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        if not path.exists():  # the name is the content: an existing file holds these very bytes
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+        return str(path)
+
+    save_pil_to_cache.atomic = True
+    processing_utils.save_pil_to_cache = save_pil_to_cache
+
+
 def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64, upload_limit=None):
     """The app: `examples_dir` holds example PNGs, `sample_testset` a labelled set in HW8's layout,
     `upload_limit` the server's, as people read it ("300 MB")."""
+    write_pictures_atomically()
     handlers = Handlers(zoo, sample_testset)
     names = list(zoo.models)
     decodable = [name for name, model in zoo.models.items() if hasattr(model, "decode")]
