@@ -114,7 +114,7 @@ class Handlers:
         self.step_seconds = {}  # architecture -> seconds per training step, measured here
         self.last_upload, self.upload_lock = (None, None), threading.Lock()  # (files, (images, skipped))
         self.evaluations = OrderedDict()  # key -> EvaluationRun: the scores the threshold slider reuses
-        self.detections = OrderedDict()  # (model id, image hash) -> Detection
+        self.detections = OrderedDict()  # (model id, image hash) -> (model, Detection)
 
     def model(self, name, session):
         """A shipped model, or one this visitor trained."""
@@ -141,7 +141,8 @@ class Handlers:
         Returns:
             The image as the model sees it, the model's own picture, the heat map and its overlay;
             the verdict as HTML; the details as data (verdict "normal" or "anomalous", score,
-            percentile among normal images, threshold); a chart; and what part of the image the model reads.
+            percentile among normal images, threshold); a chart; what part of the image the model
+            reads; and the input beside the reconstruction (or the overlay) for a before/after slider.
         """
         model = self.model(model_name, session)
         detection = self._detect(model, image_path)
@@ -156,11 +157,11 @@ class Handlers:
         image seen by a model picked again, answer at once."""
         key = (id(model), hashlib.sha1(Path(image_path).read_bytes()).hexdigest() if image_path else None)
         with self.upload_lock:
-            detection = self.detections.get(key)
+            _, detection = self.detections.get(key, (None, None))
         if detection is None:
             detection = detect(model, _image(image_path))
-            with self.upload_lock:
-                self.detections[key] = detection
+            with self.upload_lock:  # the model is kept with it: its id cannot be reused meanwhile
+                self.detections[key] = (model, detection)
                 while len(self.detections) > KEPT_DETECTIONS:
                     self.detections.popitem(last=False)
         return detection
