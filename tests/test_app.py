@@ -303,6 +303,18 @@ def test_browser_an_example_answers_by_itself_and_the_threshold_judges_again_wit
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_browser_on_a_phone_the_decoded_face_stays_in_view_while_the_last_slider_moves(app_url):
+    from playwright.sync_api import expect
+    with browser_page(app_url, 390) as page:
+        page.get_by_role("tab", name="Latent").click()
+        page.locator("img[src*='normal_celeba_1']:visible").first.click()  # encodes by itself
+        expect(page.locator("#latent-decoded img")).to_be_visible(timeout=60_000)
+        page.get_by_label("z[15]").first.scroll_into_view_if_needed()
+        box = page.locator("#latent-decoded").bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 844
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_browser_switching_model_answers_again_and_a_bad_file_clears_the_old_verdict(app_url, pngs, tmp_path):
     from playwright.sync_api import expect
     with browser_page(app_url) as page:

@@ -14,12 +14,13 @@ from ad.ui.evaluation import BEST_F1, PERCENTILE, TABLE_ROWS
 from ad.ui.handlers import LENGTHS, MAX_LATENT_SLIDERS, Handlers, choice_labels
 
 # Phones (390 px): every tab in the bar (no "..." menu), tables that scroll on their own, and the
-# latent tab's decoded image kept in view while its sliders move. Passed to demo.launch(css=...).
+# latent tab's sliders in a box of their own, so the decoded image above them stays in view while
+# they move. Passed to demo.launch(css=...).
 CSS = """
 @media (max-width: 640px) {
   .gradio-container { padding-left: 4px !important; padding-right: 4px !important; }
   .tab-container button { padding-left: 7px !important; padding-right: 7px !important; font-size: 15px !important; }
-  #latent-decoded { position: sticky; top: 0; z-index: 10; }
+  #latent-sliders { max-height: 40vh; overflow-y: auto; }
 }
 .table-wrap, .table-container { overflow-x: auto; }
 """
@@ -249,7 +250,7 @@ def latent_tab(handlers, session, names, examples):
             note = gr.Markdown(label="Latent dimensions")
             decoded = gr.Image(label="Decoded from the sliders", elem_id="latent-decoded", **VIEW)
             state = gr.State()
-            with gr.Row():
+            with gr.Row(elem_id="latent-sliders"):
                 sliders = [gr.Slider(-3, 3, value=0, step=0.01, visible=False, min_width=180, label=f"z[{i}]")
                            for i in range(MAX_LATENT_SLIDERS)]
     button.click(handlers.encode, [image, model, session], [state, decoded, note, *sliders], api_name="encode")
