@@ -130,7 +130,7 @@ def format_table(results):
                      f"**{row['mean']:.3f}**" if complete else f"({row['mean']:.3f}, {len(row['per_class'])} classes)",
                      *[f"{row['per_class'][str(i)]:.3f}" if str(i) in row["per_class"] else "-"
                        for i in range(len(CLASSES))],
-                     f"{row['minutes_per_class']:.1f} min"])
+                     f"{row['minutes_per_class']:.1f} min" + ("" if row.get("threads", 2) > 1 else " (1 thread)")])
     rows += [[f"published: {name}", f"{mean / 100:.3f}", *["-"] * len(CLASSES), "-"] for name, mean in PUBLISHED]
     return markdown_table(header, rows)
 
@@ -149,8 +149,9 @@ def main():
         results[name] = run_row(ROWS[name], args.classes, *data)
         write_json(RESULTS, results)  # after each row: a long run keeps what it measured
     table = format_table({name: results[name] for name in ROWS if name in results})
-    footnote = (f"`python benchmarks/oneclass.py --write-readme` on {os.cpu_count()} CPU cores, no GPU; "
-                "every row trains from scratch on one class's 6,000 images and tests on all 10,000.")
+    footnote = (f"`python benchmarks/oneclass.py --write-readme` on {os.cpu_count()} CPU cores, no GPU (torch on "
+                "both, unless the row says 1 thread: it ran beside other work); every row trains from scratch on "
+                "one class's 6,000 images and tests on all 10,000.")
     print(table + "\n\n" + footnote)
     if args.write_readme:
         replace_section("oneclass", table + "\n\n" + footnote)

@@ -6,10 +6,9 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ad.files import atomic_path
-from ad.ui import render
 from ad.models import list_models
 from ad.training import TrainConfig
-from ad.ui import sessions
+from ad.ui import render, sessions
 from ad.ui.evaluation import BEST_F1, PERCENTILE, TABLE_ROWS
 from ad.ui.handlers import LENGTHS, MAX_LATENT_SLIDERS, Handlers, choice_labels
 
