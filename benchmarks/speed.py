@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import torch
 from PIL import Image
@@ -96,7 +97,8 @@ def evaluate_tab_seconds(models, images, labels, sources):
         evaluate_s = time.perf_counter() - started
         started = time.perf_counter()
         moved = handlers.at_threshold(shown[0], PERCENTILE, 95.0, next(iter(models)))
-        moved[2].savefig(io.BytesIO(), format="png")  # what gr.Plot sends to the page
+        gr.Plot(format="png").postprocess(moved[2])  # what the page receives: the figure encoded,
+        gr.Gallery(format="png").postprocess(moved[3])  # the most anomalous images written out
         threshold_s = time.perf_counter() - started
         started = time.perf_counter()
         handlers.downloads(shown[0], PERCENTILE, 95.0)

@@ -324,7 +324,7 @@ class Handlers:
                 gr.Dataframe(run.agreement_table(), visible=len(models) > 1),
                 gr.Dropdown(choices=list(models), value=list(models)[0]),
                 *self.at_threshold(key, mode, threshold_percentile, list(models)[0]),
-                self.downloads(key, mode, threshold_percentile))
+                self.downloads(key, mode, threshold_percentile), gr.Column(visible=True))
 
     def _keep(self, run):
         """Runs live on the server, a few at a time (20,000 images weigh 250 MB): the page holds a key."""
@@ -353,15 +353,15 @@ class Handlers:
         (flagged, false_positives, false_negatives), (fp_count, fn_count) = run.examples(inspected, thresholds[inspected])
         galleries = [[(render.upscale(np.asarray(run.test_set.images[i])), caption) for i, caption in shown]
                      for shown in (flagged, false_positives, false_negatives)]
-        return (gr.Dataframe(run.threshold_table(thresholds), visible=True),
+        # plain values where nothing else changes: an update (gr.Plot(...)) would encode the figure twice
+        return (run.threshold_table(thresholds),
                 gr.Dataframe(run.confusion_table(inspected, thresholds[inspected]), visible=run.labelled),
-                gr.Plot(render.histogram_figure(run.scores, run.test_set.labels, thresholds), visible=True),
-                gr.Gallery(galleries[0], visible=True),
+                render.histogram_figure(run.scores, run.test_set.labels, thresholds), galleries[0],
                 gr.Gallery(galleries[1], visible=run.labelled, label=f"Normal images flagged by {inspected} "
                            f"(false positives): {fp_count:,}, worst first"),
                 gr.Gallery(galleries[2], visible=run.labelled, label=f"Anomalies {inspected} missed "
                            f"(false negatives): {fn_count:,}, worst first"),
-                gr.Dataframe(run.image_table(inspected, thresholds[inspected]), visible=True),
+                run.image_table(inspected, thresholds[inspected]),
                 {"flagged": [i for i, _ in flagged], "false_positives": [i for i, _ in false_positives],
                  "false_negatives": [i for i, _ in false_negatives], "model": inspected})
 
@@ -371,9 +371,8 @@ class Handlers:
         if key is None:
             return gr.skip()
         run = self._run(key)
-        files = run.write_files(run.thresholds(mode, threshold_percentile),
-                                Path(tempfile.mkdtemp(prefix="ad-evaluate-")))  # per request: users never collide
-        return gr.File(files, visible=True)
+        return run.write_files(run.thresholds(mode, threshold_percentile),
+                               Path(tempfile.mkdtemp(prefix="ad-evaluate-")))  # per request: users never collide
 
     @user_errors
     def open_in_detect(self, key, shown, gallery, event: gr.SelectData):

@@ -110,12 +110,11 @@ def histogram_figure(scores_by_model, labels, thresholds):
         for label, colour, keep in groups:
             counts, _ = np.histogram(scores if keep is None else scores[keep], bins=bins)
             axis.stairs(counts, bins, fill=True, alpha=0.55, color=colour, label=label)
-        axis.axvline(thresholds[name], color="black", linestyle="--", linewidth=1.5,
-                     label=f"threshold {thresholds[name]:.4g}")
-        axis.set_title(name, fontsize=10)
+        axis.axvline(thresholds[name], color="black", linestyle="--", linewidth=1.5, label="threshold")
+        axis.set_title(f"{name}: threshold {thresholds[name]:.4g}", fontsize=10)
         axis.set_xlabel("anomaly score", fontsize=9)
         axis.tick_params(labelsize=8)
-        axis.legend(fontsize=8)
+    axes[0][0].legend(fontsize=8)  # one legend: the colours are the same in every panel
     axes[0][0].set_ylabel("images", fontsize=9)
     plt.close(figure)
     return figure

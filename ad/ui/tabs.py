@@ -196,31 +196,30 @@ def evaluate_tab(handlers, session, names, detect):
                         "best F1 on this test set's labels")
         percentile = threshold_slider("evaluate-threshold")
         inspected = gr.Dropdown([], label="Model to inspect", info="for the confusion matrix, the images and the table")
-    with gr.Row():
-        at_threshold = gr.Dataframe(label="At the threshold, per model", interactive=False, elem_id="at-threshold",
-                                    scale=3, visible=False)
-        confusion = gr.Dataframe(label="Confusion matrix", interactive=False, visible=False, elem_id="confusion",
-                                 scale=1, min_width=280)
-    histograms = gr.Plot(label="Score histograms, the threshold dashed", format="png", elem_id="histograms",
-                         visible=False)
-    flagged = gr.Gallery(label="The most anomalous images (click one to open it in Detect)", columns=8,
-                         elem_id="evaluate-flagged", visible=False,
-                         height="auto", object_fit="contain", format="png")
-    false_positives = gr.Gallery(label="Normal images flagged (false positives), worst first", columns=8,
-                                 height="auto", object_fit="contain", visible=False, format="png")
-    false_negatives = gr.Gallery(label="Anomalies missed (false negatives), worst first", columns=8,
-                                 height="auto", object_fit="contain", visible=False, format="png")
-    ranked = gr.Dataframe(label=f"Images by score, the {TABLE_ROWS:,} most anomalous (the CSVs hold every image)",
-                          interactive=False, max_height=400, visible=False)
-    files = gr.File(label="Downloads: everything in one zip, then per model HW8's submission (ID,score) and every "
-                    "image's score, percentile and verdict", file_count="multiple", visible=False)
+    with gr.Column(visible=False) as results:  # shown by the first run: no empty headers before it
+        with gr.Row():
+            at_threshold = gr.Dataframe(label="At the threshold, per model", interactive=False,
+                                        elem_id="at-threshold", scale=3)
+            confusion = gr.Dataframe(label="Confusion matrix", interactive=False, visible=False, elem_id="confusion",
+                                     scale=1, min_width=280)
+        histograms = gr.Plot(label="Score histograms, the threshold dashed", format="png", elem_id="histograms")
+        flagged = gr.Gallery(label="The most anomalous images (click one to open it in Detect)", columns=8,
+                             elem_id="evaluate-flagged", height="auto", object_fit="contain", format="png")
+        false_positives = gr.Gallery(label="Normal images flagged (false positives), worst first", columns=8,
+                                     height="auto", object_fit="contain", visible=False, format="png")
+        false_negatives = gr.Gallery(label="Anomalies missed (false negatives), worst first", columns=8,
+                                     height="auto", object_fit="contain", visible=False, format="png")
+        ranked = gr.Dataframe(label=f"Images by score, the {TABLE_ROWS:,} most anomalous (the CSVs hold every "
+                              "image)", interactive=False, max_height=400)
+        files = gr.File(label="Downloads: everything in one zip, then per model HW8's submission (ID,score) and "
+                        "every image's score, percentile and verdict", file_count="multiple")
     run, shown = gr.State(), gr.State()
     moving = [at_threshold, confusion, histograms, flagged, false_positives, false_negatives, ranked, shown]
     dataset.change(lambda choice: gr.Group(visible=choice == "upload"), dataset, uploads,
                    api_visibility="private")
     button.click(lambda: gr.Button(interactive=False), None, button, api_visibility="private").then(
         handlers.evaluate, [dataset, images, labels, sources, models, mode, percentile, session],
-        [run, overview, ranking, curves, agreement, inspected, *moving, files], api_name="evaluate",
+        [run, overview, ranking, curves, agreement, inspected, *moving, files, results], api_name="evaluate",
         concurrency_limit=1).then(lambda: gr.Button(interactive=True), None, button, api_visibility="private")
     gr.on([mode.change, percentile.change, inspected.input], handlers.at_threshold,
           [run, mode, percentile, inspected], moving, api_visibility="private", trigger_mode="always_last",
