@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -23,7 +22,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from ad import checkpoint  # noqa: E402
 from ad.data import load_test_set  # noqa: E402
 from ad.scoring import anomaly_scores  # noqa: E402
-from benchmarks.readme import markdown_table, replace_section  # noqa: E402
+from benchmarks.readme import markdown_table, publish  # noqa: E402
 
 HOTTEST = 0.05  # the share of the heat map's pixels that counts as "where it points"
 
@@ -88,14 +87,11 @@ def main():
         print(*rows[-1], sep=" | ", flush=True)
     table = markdown_table(["model", "painted face scores higher", "hottest 5% inside the blot",
                             "the blot's share of the view (chance)", "blots the model sees"], rows)
-    footnote = (f"`python benchmarks/blots.py --count {args.count} --write-readme`: {len(faces)} normal faces of {data.name}'s test "
-                "set, each with one random ellipse (8 to 20 px across, one random colour) on its central "
-                "48x48; a model with a crop box sees only the blots that reach into it.")
-    print(table + "\n\n" + footnote)
-    if args.write_readme:
-        replace_section("blots", table + "\n\n" + footnote)
+    footnote = (f"`python benchmarks/blots.py --count {args.count} --write-readme`: {len(faces)} normal faces of "
+                f"{data.name}'s test set, each with one random ellipse (8 to 20 px across, one random colour) on "
+                "its central 48x48; a model with a crop box sees only the blots that reach into it.")
+    publish("blots", table, footnote, args.write_readme)
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(True)  # geo's heat map is a gradient
     main()

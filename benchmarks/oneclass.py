@@ -35,7 +35,7 @@ from ad.evaluation import roc_auc  # noqa: E402
 from ad.files import write_json  # noqa: E402
 from ad.scoring import anomaly_scores  # noqa: E402
 from ad.training import TrainConfig, train  # noqa: E402
-from benchmarks.readme import markdown_table, replace_section  # noqa: E402
+from benchmarks.readme import markdown_table, publish  # noqa: E402
 
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")  # where dataset-fashion-mnist installs
 RESULTS = ROOT / "benchmarks" / "oneclass_results.json"
@@ -152,9 +152,7 @@ def main():
     footnote = (f"`python benchmarks/oneclass.py --write-readme` on {os.cpu_count()} CPU cores, no GPU (torch on "
                 "both, unless the row says 1 thread: it ran beside other work); every row trains from scratch on "
                 "one class's 6,000 images and tests on all 10,000.")
-    print(table + "\n\n" + footnote)
-    if args.write_readme:
-        replace_section("oneclass", table + "\n\n" + footnote)
+    publish("oneclass", table, footnote, args.write_readme)
 
 
 if __name__ == "__main__":

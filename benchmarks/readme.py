@@ -19,3 +19,11 @@ def replace_section(name, text, readme=README):
         raise SystemExit(f"{readme}: markers {begin} ... {end} not found")
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     readme.write_text(pattern.sub(lambda _: f"{begin}\n{text.strip()}\n{end}", content), encoding="utf-8")
+
+
+def publish(name, table, footnote, write_readme):
+    """Print a benchmark's table and how it was made; with --write-readme, also into its README section."""
+    text = table + "\n\n" + footnote
+    print(text)
+    if write_readme:
+        replace_section(name, text)

@@ -35,7 +35,7 @@ from ad.ui import render  # noqa: E402
 from ad.ui.evaluation import PERCENTILE  # noqa: E402
 from ad.ui.handlers import Handlers  # noqa: E402
 from ad.ui.zoo import Zoo  # noqa: E402
-from benchmarks.readme import markdown_table, replace_section  # noqa: E402
+from benchmarks.readme import markdown_table, publish  # noqa: E402
 
 FULL_HW8_TEST_SET = 19_636
 SAMPLE_IMAGES = ROOT / "examples" / "sample_testset" / "testingset.npy"
@@ -146,9 +146,7 @@ def main():
     footnote = (f"`python benchmarks/speed.py --write-readme` on {device_name(device)}, torch "
                 f"{torch.__version__}; the app and `ad` score in batches of {default_batch_size(device)} "
                 f"on this device.")
-    print(table + "\n\n" + footnote)
-    if args.write_readme:
-        replace_section(f"speed-{device.type}", table + "\n\n" + footnote)
+    publish(f"speed-{device.type}", table, footnote, args.write_readme)
 
 
 if __name__ == "__main__":

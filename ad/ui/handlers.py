@@ -251,8 +251,9 @@ class Handlers:
         for name, model in models.items():
             detection = self._detect(model, image_path)
             seen_input, picture, heat, overlay = render.pictures(detection)
-            rows.append((f"{name}: input, heat map, overlay; {model.picture_label[0].lower() + model.picture_label[1:]}",
-                         (seen_input, heat, overlay, picture)))  # the odd-sized picture last: columns align
+            own = model.picture_label[0].lower() + model.picture_label[1:]
+            # the odd-sized picture (geo's views) last, so that the columns align
+            rows.append((f"{name}: input, heat map, overlay; {own}", (seen_input, heat, overlay, picture)))
             seen.append({"model": name, "score": detection.score, "percentile": detection.percentile,
                          "roc_auc": roc_auc(model)})
         legends = {(m.heat_full_scale, m.heat_unit): render.legend(m) for m in models.values()}
@@ -350,7 +351,8 @@ class Handlers:
         run = self._run(key)
         thresholds = run.thresholds(mode, threshold_percentile)
         inspected = inspected if inspected in run.scores else next(iter(run.scores))
-        (flagged, false_positives, false_negatives), (fp_count, fn_count) = run.examples(inspected, thresholds[inspected])
+        shown, (fp_count, fn_count) = run.examples(inspected, thresholds[inspected])
+        flagged, false_positives, false_negatives = shown
         galleries = [[(render.upscale(np.asarray(run.test_set.images[i])), caption) for i, caption in shown]
                      for shown in (flagged, false_positives, false_negatives)]
         # plain values where nothing else changes: an update (gr.Plot(...)) would encode the figure twice

@@ -178,7 +178,8 @@ def evaluate_tab(handlers, session, names, detect):
                 images = gr.File(label="Images: testingset.npy (N, 64, 64, 3), a .zip of images, or a folder's "
                                  "images zipped (sub-folders good/ and one per kind of anomaly label them)",
                                  file_types=[".npy", ".zip"])
-                labels = gr.File(label="Labels (optional): .npy or .csv, 0 normal, 1 anomaly", file_types=[".npy", ".csv"])
+                labels = gr.File(label="Labels (optional): .npy or .csv, 0 normal, 1 anomaly",
+                                 file_types=[".npy", ".csv"])
                 sources = gr.File(label="Kinds of image (optional): .npy or .csv of names", file_types=[".npy", ".csv"])
             models = gr.Dropdown(names, value=names, multiselect=True, allow_custom_value=True, label="Models")
             button = gr.Button("Evaluate", variant="primary")
