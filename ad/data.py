@@ -398,13 +398,11 @@ def name_sources(sources, names=None):
     return np.array([name(v) for v in np.asarray(sources).tolist()], dtype=str)
 
 
-def _folder_labels(names):
-    """(labels, sources) when every image lies in a sub-folder, one of them good/ (or normal/) and
-    another one not; None otherwise (an unlabelled set)."""
+def labels_itself(names):
+    """True when every image lies in a sub-folder, one of them good/ (or normal/) and another one not:
+    the folders are labels. Otherwise (cats/, dogs/) they are not, and an unlabelled set is scored as it is."""
     folders = {Path(name).parent.name.lower() for name in names}
-    if "" in folders or not folders & set(NORMAL_FOLDERS) or not folders - set(NORMAL_FOLDERS):
-        return None
-    return labels_from_folders(names, "")
+    return "" not in folders and bool(folders & set(NORMAL_FOLDERS)) and bool(folders - set(NORMAL_FOLDERS))
 
 
 def load_test_set(images, labels=None, sources=None, source_names=None, require_labels=True):
@@ -418,7 +416,7 @@ def load_test_set(images, labels=None, sources=None, source_names=None, require_
     source_values = None
     if labels:
         label_values, source_values = load_labels(labels, names)
-    elif is_collection and (require_labels or _folder_labels(names) is not None):
+    elif is_collection and (require_labels or labels_itself(names)):
         label_values, source_values = labels_from_folders(names, images)
     elif require_labels:
         raise InputError(f"{images}: a test set needs labels (0 = normal, 1 = anomaly per image), "

@@ -3,6 +3,7 @@
 Everything here is computed from the stored scores, so moving the threshold never calls a model.
 """
 
+import functools
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class EvaluationRun:
     models: dict  # name -> calibrated model
     scores: dict  # name -> scores (N,)
     percentiles: dict = field(init=False)  # name -> share of held-out normal images scoring lower
+    metrics: dict = field(init=False)  # name -> metrics_by_source, when labelled
 
     def __post_init__(self):
         self.percentiles = {name: np.asarray(self.models[name].percentile(s)) for name, s in self.scores.items()}
@@ -41,6 +43,7 @@ class EvaluationRun:
 
     # ------------------------------------------------------------ independent of the threshold
 
+    @functools.cached_property
     def ensemble(self):
         """(metrics, best single model) of the mean-rank ensemble when it beats every single model."""
         if not self.labelled or len(self.scores) < 2:
@@ -72,7 +75,7 @@ class EvaluationRun:
         text = (f"Model agreement (rank correlation of scores, 1 = they order the images the same): the least alike "
                 f"are {names[i]} and {names[j]} ({correlation[i, j]:.2f}). Strong models that disagree are worth "
                 "averaging; models that agree add little to each other. ")
-        ensemble = self.ensemble()
+        ensemble = self.ensemble
         if ensemble is None:
             return text + "Here the mean-rank ensemble of all of them does not beat the best single model."
         metrics, best = ensemble
@@ -82,7 +85,7 @@ class EvaluationRun:
     def ranking_table(self):
         """Per model (and the ensemble when it helps), overall and per kind of anomaly."""
         rows = dict(self.metrics)
-        if (ensemble := self.ensemble()) is not None:
+        if (ensemble := self.ensemble) is not None:
             rows["ensemble (mean rank)"] = ensemble[0]
         table = [[name, "all" if subset == "overall" else f"normal vs {subset}"]
                  + [round(metrics[key][subset], 4) for key in METRIC_COLUMNS]

@@ -1,9 +1,9 @@
 """The app's callbacks: plain functions of the zoo and the user's inputs; user errors become gr.Error."""
 
-import contextlib
 import functools
 import hashlib
 import inspect
+import io
 import json
 import logging
 import os
@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -99,10 +100,27 @@ def choice_labels(models):
     return [(label(name, m), name) for name, m in models.items()]
 
 
-def _image(path):
+@dataclass(frozen=True)
+class Upload:
+    """A dropped image, read once: the pixels the models read, a digest of its bytes, its own size."""
+
+    image: np.ndarray  # uint8 (64, 64, 3)
+    digest: str
+    size: tuple  # (width, height) as uploaded
+
+
+def read_upload(path):
     if not path:
         raise InputError("no image yet: drop, upload or paste one first")
-    return open_image(path, name=Path(path).name)
+    name = Path(path).name
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(f"{name}: cannot be read ({e.strerror})") from None
+    image = open_image(data, name=name)  # refuses what is not an image, with a message
+    with Image.open(io.BytesIO(data)) as original:  # the header only: open_image read it already
+        size = original.size
+    return Upload(image, hashlib.sha1(data).hexdigest(), size)
 
 
 class Handlers:
@@ -145,21 +163,22 @@ class Handlers:
             reads; and the input beside the reconstruction (or the overlay) for a before/after slider.
         """
         model = self.model(model_name, session)
-        detection = self._detect(model, image_path)
+        upload = read_upload(image_path)
+        detection = self._detect(model, upload)
         seen = {"model": model_name, "score": detection.score, "percentile": detection.percentile}
         verdict_html, details, chart = self._judge(model, seen, threshold_percentile)
         pictures = render.pictures(detection)
         after = pictures[1] if pictures[1].shape == pictures[0].shape else pictures[3]  # reconstruction, or overlay
-        return (*pictures, verdict_html, details, chart, self._what_it_sees(model, image_path), (pictures[0], after))
+        return (*pictures, verdict_html, details, chart, self._what_it_sees(model, upload.size), (pictures[0], after))
 
-    def _detect(self, model, image_path):
+    def _detect(self, model, upload):
         """Detections by (model, image content), the latest few kept: examples clicked again, or an
         image seen by a model picked again, answer at once."""
-        key = (id(model), hashlib.sha1(Path(image_path).read_bytes()).hexdigest() if image_path else None)
+        key = (id(model), upload.digest)
         with self.upload_lock:
             _, detection = self.detections.get(key, (None, None))
         if detection is None:
-            detection = detect(model, _image(image_path))
+            detection = detect(model, upload.image)
             with self.upload_lock:  # the model is kept with it: its id cannot be reused meanwhile
                 self.detections[key] = (model, detection)
                 while len(self.detections) > KEPT_DETECTIONS:
@@ -177,10 +196,11 @@ class Handlers:
         return None, None, None, None, "", None, None, "", None
 
     @staticmethod
+    @user_errors
     def painted_image(edited):
         """The painted image as a file in the drop zone, which detects it like any upload."""
         if edited is None or edited.get("composite") is None:
-            raise gr.Error("paint on an image first", title="Nothing to detect", print_exception=False)
+            raise InputError("nothing painted yet: open an image in the editor and paint on it")
         path = Path(tempfile.mkdtemp(prefix="ad-painted-")) / "painted.png"
         edited["composite"].convert("RGB").save(path)
         return str(path)
@@ -203,14 +223,12 @@ class Handlers:
                                                     threshold, judged))
 
     @staticmethod
-    def _what_it_sees(model, image_path):
+    def _what_it_sees(model, size):
         note = f"The model reads {model.sees()}."
-        with contextlib.suppress(OSError, ValueError, Image.DecompressionBombError):
-            with Image.open(image_path) as original:
-                width, height = original.size
-            if min(width, height) < SMALL_IMAGE:
-                note += (f"  \n**This image is {width}x{height} px**, much smaller than the 64x64 the models "
-                         "read: it was blown up, so its fine detail is made up by the upscaling.")
+        width, height = size
+        if min(width, height) < SMALL_IMAGE:
+            note += (f"  \n**This image is {width}x{height} px**, much smaller than the 64x64 the models "
+                     "read: it was blown up, so its fine detail is made up by the upscaling.")
         return note
 
     @user_errors
@@ -246,10 +264,10 @@ class Handlers:
         models = self.all_models(session)
         if not models:
             raise InputError("no model could be loaded; see the notes at the top of the page")
-        _image(image_path)  # a clear message for a bad file, before any model
+        upload = read_upload(image_path)  # a clear message for a bad file, before any model
         rows, seen = [], []
         for name, model in models.items():
-            detection = self._detect(model, image_path)
+            detection = self._detect(model, upload)
             seen_input, picture, heat, overlay = render.pictures(detection)
             own = model.picture_label[0].lower() + model.picture_label[1:]
             # the odd-sized picture (geo's views) last, so that the columns align
@@ -282,7 +300,7 @@ class Handlers:
         rows.append(["ensemble (mean percentile)", None, round(mean, 2), verdict(mean, threshold_percentile),
                      round(mean, 2)])
         table = pd.DataFrame(rows, columns=["model", "ROC-AUC", "percentile", "verdict", "score"])
-        styled = table.style.map(lambda v: f"color: {'#b91c1c' if v == 'anomalous' else '#15803d'}; font-weight: bold",
+        styled = table.style.map(lambda v: f"color: {render.VERDICT_COLOURS[v]}; font-weight: bold",
                                  subset=["verdict"]).format({"ROC-AUC": lambda v: "" if pd.isna(v) else f"{v:.3f}",
                                                              "percentile": "{:.2f}", "score": "{:.4g}"})
         return styled, Handlers._disagreement(rows[:-1], trusted)
@@ -403,7 +421,7 @@ class Handlers:
     def encode(self, image_path, model_name, session=None):
         """Encode an image; the first latent dimensions become sliders."""
         model = self.model(model_name, session)
-        x = model.preprocess(_image(image_path)[None])
+        x = model.preprocess(read_upload(image_path).image[None])
         with torch.inference_mode():
             code = model.encode(x)[0].float().cpu().numpy()
         reach = float(max(1.0, np.ceil(2 * np.abs(code).max())))

@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # no screen on a server
 import matplotlib.pyplot as plt  # noqa: E402
 
 DISPLAY_SIZE = 256  # 32 or 64 px thumbnails are unreadable; whole-number scaling keeps pixels crisp
+VERDICT_COLOURS = {"anomalous": "#b91c1c", "normal": "#15803d"}  # red and green, dark enough on white
 COLORMAP = "inferno"  # perceptually uniform, readable in grey and by colour-blind users
 
 
@@ -147,7 +148,7 @@ def share(percentile):
 
 def verdict_html(name, verdict, score, percentile, threshold_percentile):
     """The verdict as anyone reads it: a coloured label and one plain sentence."""
-    colour = "#b91c1c" if verdict == "anomalous" else "#15803d"
+    colour = VERDICT_COLOURS[verdict]
     unusual = share(percentile)
     sentence = (f"More unusual than {unusual} of the normal images {name} was checked against"
                 if unusual != "none" else f"As usual as the most typical normal images {name} was checked against")
@@ -168,7 +169,7 @@ def normal_scores_chart(quantiles, score, threshold, verdict):
     figure, axis = plt.subplots(figsize=(5.2, 1.8), dpi=90)
     axis.stairs(1 / widths, edges, fill=True, color="tab:green", alpha=0.35, label="normal images")
     axis.axvline(threshold, color="black", linestyle="--", linewidth=1.2, label="threshold")
-    axis.axvline(score, color="#b91c1c" if verdict == "anomalous" else "#15803d", linewidth=2.5, label="this image")
+    axis.axvline(score, color=VERDICT_COLOURS[verdict], linewidth=2.5, label="this image")
     axis.set_xlim(low - 0.02 * (high - low), high + 0.04 * (high - low))
     axis.set_yticks([])
     axis.set_xlabel("anomaly score", fontsize=8)
