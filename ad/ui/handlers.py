@@ -313,7 +313,7 @@ class Handlers:
         trust = f" The most reliable here is **{trusted}** (highest ROC-AUC): trust its verdict." if trusted else ""
         if len(by_verdict) == 1:
             return f"All {len(rows)} models agree: **{next(iter(by_verdict))}**.{trust}"
-        return ("The models **disagree**: " + "; ".join(f"{', '.join(names)} call it {word}"
+        return ("The models **disagree**: " + "; ".join(f"{', '.join(names)} call{'s' * (len(names) == 1)} it {word}"
                                                       for word, names in sorted(by_verdict.items())) + "." + trust)
 
     # ---------------------------------------------------------------- evaluate
