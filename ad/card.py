@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from ad.data import FITS
 from ad.models.base import CALIBRATION_POINTS
 
 
@@ -40,12 +41,12 @@ def model_card(model, metrics=None, training=None):
                          eval_results=eval_results(metrics, training) if metrics else None)
     options = {k: v for k, v in model.config.items() if k != "architecture"}
     lines = [f"# `{model.architecture}` anomaly detector", "",
-             f"{model.summary} Trained on normal images only; it reads 64x64 RGB images (any "
-             f"picture is made so first). Score: {model.score_description}; higher means more "
-             "anomalous.", "",
+             f"{model.summary} Trained on normal images only; of any RGB picture it reads {model.sees()}. "
+             f"Score: {model.score_description}; higher means more anomalous.", "",
              f"- architecture: `{model.architecture}`, {model.parameter_count():,} parameters",
              f"- configuration: `{json.dumps(options)}`",
-             f"- crop box (top, left, height, width) read by the model: `{model.crop}`"]
+             f"- input format: `image_size` {model.image_size}, `fit` `{model.fit}` ({FITS[model.fit]}); "
+             f"crop box (top, left, height, width) on that square: `{model.crop}`"]
     if training:
         run = training.get("config", {})
         history = training.get("history") or [{}]
@@ -66,8 +67,10 @@ def model_card(model, metrics=None, training=None):
         lines += [f"| {'all' if subset == 'overall' else 'normal vs ' + subset} | "
                   + " | ".join(f"{metrics[key].get(subset, float('nan')):.4f}" for key, _ in columns) + " |"
                   for subset in sorted(metrics["roc_auc"], key=lambda k: (k != "overall", k))]
-    lines += ["", "## Use", "", "```python", "from ad import load_model",
+    side = model.image_size
+    lines += ["", "## Use", "", "```python", "from ad import load_model", "from ad.data import load_images",
               "from ad.scoring import anomaly_scores",
               "model = load_model('THIS_FOLDER_OR_HUB_ID')  # strict, safetensors only",
-              "scores = anomaly_scores(model, images)  # images: uint8 (N, 64, 64, 3)", "```", ""]
+              f"images, names = load_images('PICTURES', **model.input_format)  # uint8 (N, {side}, {side}, 3)",
+              "scores = anomaly_scores(model, images)", "```", ""]
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))

@@ -1,4 +1,7 @@
-"""The checkpoint folder, owned here alone: its file names, the atomic save and the one strict load.
+"""The checkpoint folder: the atomic save, its record and card, zips, Hub ids and resume state.
+
+The models layer loads and writes the core (config.json and model.safetensors, strictly); this adds
+the rest:
 
     config.json                  the architecture and its constructor arguments
     model.safetensors            the weights and the calibration (normal_score_quantiles)
@@ -25,10 +28,9 @@ from ad import hub
 from ad.card import model_card
 from ad.errors import InputError
 from ad.files import atomic_path, current_umask, write_json, write_text
-from ad.models.registry import create_model, list_models
+from ad.models.registry import (CONFIG_FILE, WEIGHTS_FILE, create_model, list_models, load_folder, looks_like_a_path,
+                                read_json)
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 TRAINING_FILE = "training.json"
 CARD_FILE = "README.md"
@@ -41,45 +43,24 @@ HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, TRAINING_FILE, CARD_FILE]
 
 def load(source, device="cpu", revision=None, require_calibration=True):
     """A checkpoint folder, its zip (as `to_zip` writes it) or a Hub model id -> the model in eval
-    mode, loaded strictly or not at all.
+    mode, loaded strictly (ad.models.load_folder) or not at all.
 
     `model.metrics` and `model.training_record` carry metrics.json and training.json ({} when
-    absent).
-    An uncalibrated checkpoint is refused: its scores could not be read as percentiles of normal
-    images, and every verdict needs that (`python -m ad calibrate` mends such a checkpoint).
+    absent). An uncalibrated checkpoint is refused unless `require_calibration=False` (`python -m ad
+    calibrate` mends such a checkpoint). A name meant as a path is never sent to the Hub.
     """
     folder = Path(source)
     if folder.is_file() and folder.suffix.lower() == ".zip":
         with tempfile.TemporaryDirectory() as unpacked:
             return load(_unzip(folder, Path(unpacked)), device, require_calibration=require_calibration)
     if not folder.is_dir():
+        if looks_like_a_path(source):
+            raise InputError(f"{source}: no such checkpoint folder (nor zip); a name like this is a "
+                             "local path, so it is not looked up on the Hub")
         folder = hub.download(str(source), revision=revision, files=HUB_FILES)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (folder / name).is_file():
-            raise InputError(f"{source}: checkpoint has no {name}; expected a folder with "
-                             f"{CONFIG_FILE} and {WEIGHTS_FILE} (as written by train.py)")
-    config = dict(_read_json(folder / CONFIG_FILE, required=True))
-    if "architecture" not in config:
-        raise InputError(f"{folder / CONFIG_FILE}: no 'architecture' key; expected one of "
-                         f"{', '.join(list_models())}")
-    model = create_model(config.pop("architecture"), **config)
-    try:
-        state = load_file(folder / WEIGHTS_FILE)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise InputError(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({e})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first_lines = "; ".join(str(e).splitlines()[:3])
-        raise InputError(f"{source}: weights do not match the '{model.architecture}' configuration "
-                         f"in {CONFIG_FILE} ({first_lines})") from None
-    if require_calibration and not model.calibrated:
-        raise InputError(f"{source}: checkpoint has no calibration (its normal_score_quantiles are "
-                         "empty), so its scores cannot be read against normal images; calibrate it "
-                         "on normal images with `python -m ad calibrate --checkpoint FOLDER --images "
-                         "NORMAL_IMAGES`")
-    model.metrics = _read_json(folder / METRICS_FILE)
-    model.training_record = _read_json(folder / TRAINING_FILE)
+    model = load_folder(folder, name=source, require_calibration=require_calibration)
+    model.metrics = read_json(folder / METRICS_FILE)
+    model.training_record = read_json(folder / TRAINING_FILE)
     return model.to(device).eval()
 
 
@@ -119,19 +100,6 @@ def _unzip(path, into):
     return into
 
 
-def _read_json(path, required=False):
-    """A JSON object from the folder; a missing optional file is {}, a damaged one is refused."""
-    if not path.is_file() and not required:
-        return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e}); the checkpoint is damaged") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{path}: expected a JSON object, found {type(value).__name__}")
-    return value
-
-
 # ---------------------------------------------------------------- save
 
 
@@ -142,9 +110,7 @@ def save(model, folder, training=None, metrics=None, resume_state=None):
     resume state (weights, optimizer and epoch in one file, so never out of step) is written
     while a run is unfinished and removed when it ends (`resume_state=None`).
     """
-    if not model.calibrated:
-        raise InputError(f"{model.architecture}: the model is not calibrated; call "
-                         "model.calibrate(scores of held-out normal images) before saving")
+    model.check_calibrated()
     folder = Path(folder)
     fresh = not folder.exists()
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -153,9 +119,7 @@ def save(model, folder, training=None, metrics=None, resume_state=None):
     try:
         if resume_state is not None:
             _write_state(staging / STATE_FILE, model, **resume_state)
-        with atomic_path(staging / WEIGHTS_FILE) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        write_json(staging / CONFIG_FILE, model.config)
+        model._save_pretrained(staging)  # the weights and config.json, as the Hub mixin writes them
         if training is not None:
             write_json(staging / TRAINING_FILE, training)
         if metrics is not None:
@@ -197,7 +161,7 @@ def remove_leftovers(folder):
 
 def read_training(folder):
     """training.json of a local folder ({} when there is none)."""
-    return _read_json(Path(folder) / TRAINING_FILE)
+    return read_json(Path(folder) / TRAINING_FILE)
 
 
 # ---------------------------------------------------------------- resume state

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from ad import checkpoint
-from ad.data import load_images, load_test_set, parse_crop
+from ad.data import FITS, load_images, load_test_set
 from ad.device import CPU_BATCH_SIZE, GPU_BATCH_SIZE, pick_device
 from ad.errors import InputError
 from ad.models import list_models
+from ad.preprocess import crop_box
 from ad.scoring import anomaly_scores
 from ad.training import TrainConfig
 
@@ -36,8 +37,11 @@ def add_train_arguments(parser):
         "sets, so that training takes at least 100 steps)")
     add("--batch-size", type=int, help="images per step")
     add("--lr", type=float, help="peak learning rate (cosine schedule)")
-    add("--crop", type=parse_crop, help="TOP,LEFT,HEIGHT,WIDTH box on the 64x64 image that the model "
-        "reads, resized to its input_size (64 unless --set input_size=N); saved in the checkpoint")
+    add("--crop", type=crop_box, help="TOP,LEFT,HEIGHT,WIDTH box on the image (--image-size square) that "
+        "the model reads, resized to its input_size (64 unless --set input_size=N); saved in the checkpoint")
+    add("--image-size", type=int, help="side of the square every picture is read at; saved in the checkpoint")
+    add("--fit", choices=list(FITS), help="how a picture becomes that square: "
+        + "; ".join(f"{name}: {how}" for name, how in FITS.items()))
     add("--set", dest="model", action="append", metavar="KEY=VALUE",
         help="architecture option, JSON value, e.g. --set latent_dim=8 --set hidden=[256,32]")
     add("--holdout", type=float, help="share of images held out to calibrate")
@@ -111,7 +115,7 @@ def run_score(args):
     from ad.files import write_text
 
     model = checkpoint.load(args.checkpoint, device=pick_device())
-    images, names = load_images(args.images)
+    images, names = load_images(args.images, **model.input_format)
     scores = anomaly_scores(model, images, batch_size=args.batch_size)
     write_submission(args.out, scores)
     print(f"wrote {len(scores)} scores to {args.out}")
@@ -125,10 +129,14 @@ def run_score(args):
 def run_evaluate(args):
     from ad.evaluation import at_threshold, best_f1_threshold, format_table, metrics_by_source, rank_average
 
-    test_set = load_test_set(args.images, args.labels, args.sources, args.source_names)
-    results, all_scores = {}, []
+    results, all_scores, test_sets = {}, [], {}  # the test set read once per input format
     for source in args.checkpoint:
         model = checkpoint.load(source, device=pick_device())
+        key = tuple(model.input_format.values())
+        if key not in test_sets:
+            test_sets[key] = load_test_set(args.images, args.labels, args.sources, args.source_names,
+                                           **model.input_format)
+        test_set = test_sets[key]
         scores = anomaly_scores(model, test_set.images, batch_size=args.batch_size)
         all_scores.append(scores)
         name = _model_name(source, results)
@@ -167,7 +175,7 @@ def run_calibrate(args):
         raise InputError(f"{folder}: calibrate writes into a local checkpoint folder; download a Hub "
                          "model first (huggingface-cli download USER/NAME --local-dir FOLDER)")
     model = checkpoint.load(folder, device=pick_device(), require_calibration=False)
-    images, _ = load_images(args.images)
+    images, _ = load_images(args.images, **model.input_format)
     model.calibrate(anomaly_scores(model, images, batch_size=args.batch_size))
     checkpoint.save(model, folder, model.training_record or None, model.metrics or None)
     print(f"calibrated {folder} on {len(images)} normal images; its 99th percentile score is "
@@ -179,7 +187,8 @@ def run_export(args):
 
     model = checkpoint.load(args.checkpoint, device="cpu")
     export_onnx(model, args.out)
-    print(f"wrote {args.out}: uint8 images (N, 64, 64, 3) in, {model.architecture} anomaly scores (N,) out; "
+    side = model.image_size
+    print(f"wrote {args.out}: uint8 images (N, {side}, {side}, 3) in, {model.architecture} anomaly scores (N,) out; "
           "the calibration quantiles are in its metadata (normal_score_quantiles)")
 
 

@@ -1,8 +1,10 @@
-"""ONNX export: one graph from HW8's uint8 images (N, 64, 64, 3) to anomaly scores (N,).
+"""ONNX export: one graph from uint8 images (N, S, S, 3), S = the model's image_size, to scores (N,).
 
-The checkpoint's preprocessing (scaling, crop, resize) is inside the graph, and its calibration (the
-held-out normal scores' quantiles) travels as metadata, so a deployment needs onnxruntime and nothing
-of this project: `percentile = interp(score, quantiles, linspace(0, 100, len(quantiles)))`.
+Pictures are read at the model's input format first (its image_size and fit, in the metadata; HW8's
+arrays are 64x64 already). The checkpoint's preprocessing (scaling, crop, resize) is inside the
+graph, and its calibration (the held-out normal scores' quantiles) travels as metadata, so a
+deployment needs onnxruntime and nothing of this project:
+`percentile = interp(score, quantiles, linspace(0, 100, len(quantiles)))`.
 """
 
 import copy
@@ -13,9 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ad.data import IMAGE_SIZE, tensor_to_model_input
+from ad.data import FITS
 from ad.errors import InputError
 from ad.files import atomic_path
+from ad.preprocess import tensor_to_model_input
 
 OPSET = 18
 
@@ -38,15 +41,18 @@ def export_onnx(model, path):
     except ImportError:
         raise InputError("exporting needs the onnx package: pip install onnx onnxruntime") from None
     model = copy.deepcopy(model).cpu().eval()  # the caller's model stays where it is
-    example = torch.zeros((2, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=torch.uint8)
+    side = model.image_size
+    example = torch.zeros((2, side, side, 3), dtype=torch.uint8)
     metadata = {"architecture": model.architecture, "config": json.dumps(model.config),
-                "input": "uint8 (N, 64, 64, 3) RGB images, HW8's layout",
+                "input": f"uint8 (N, {side}, {side}, 3) RGB images: of each picture {FITS[model.fit]} to "
+                         f"{side}x{side} (fit '{model.fit}')",
+                "image_size": str(side), "fit": model.fit,
                 "output": "anomaly scores (N,): higher is more anomalous",
                 "normal_score_quantiles": json.dumps(model.normal_score_quantiles.tolist()),
                 "threshold_99": repr(model.threshold(99))}
     graph = ScoreGraph(model)
     with warnings.catch_warnings(), atomic_path(path) as tmp:
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # sizes read as constants: the input is fixed 64x64
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # sizes read as constants: the input is fixed SxS
         warnings.filterwarnings("ignore", "Exporting aten::index", UserWarning)  # geo picks its losses by index
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: see the README's ONNX note
         with torch.no_grad():

@@ -12,7 +12,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ad import checkpoint
-from ad.data import MIN_TRAINING_IMAGES, load_normal_images, load_test_set
+from ad.data import CENTRE, IMAGE_SIZE, MIN_TRAINING_IMAGES, load_normal_images, load_test_set
 from ad.device import pick_device
 from ad.errors import InputError
 from ad.evaluation import metrics_by_source
@@ -37,6 +37,8 @@ class TrainConfig:
     weight_decay: float = 1e-4  # light: the small latents already regularise
     warmup_steps: int = 100  # BatchNorm statistics settle before full steps
     crop: tuple | None = None  # (top, left, height, width) read by the model; saved in its config
+    image_size: int = IMAGE_SIZE  # side of the square every picture is read at (HW8's 64); saved in its config
+    fit: str = CENTRE  # how a picture becomes that square: "centre" square or "whole" (ad.data.FITS)
     holdout: float = 0.05  # share of the normal images kept out of training to calibrate scores
     flip: bool = True  # mirrored normal images are normal too (faces, most objects)
     limit: int | None = None  # train on N images spread over the set only (quick runs, tests)
@@ -119,7 +121,7 @@ def _train(cfg, rank, world, local_rank, on_epoch=None):
     state = checkpoint.read_resume_state(cfg.out) if cfg.resume else None
     if state is not None:  # continue with the settings the run started with
         cfg = TrainConfig(**{**state["train_config"], "out": cfg.out, "resume": True, "overwrite": False})
-    images, skipped = load_normal_images(cfg.data)
+    images, skipped = load_normal_images(cfg.data, cfg.image_size, cfg.fit)  # the model's input format
     if skipped and rank == 0:
         tqdm.write(f"skipped {len(skipped)} unreadable file(s) of {len(images) + len(skipped)}: "
                    + "; ".join(reason for _, reason in skipped[:5]) + ("; ..." if len(skipped) > 5 else ""))
@@ -129,12 +131,13 @@ def _train(cfg, rank, world, local_rank, on_epoch=None):
         raise InputError(f"--limit {cfg.limit}: training needs at least {MIN_TRAINING_IMAGES} images")
     train_idx, holdout_idx = split_holdout(len(images), cfg.holdout, cfg.seed)
     # fail on bad test files now, not after hours of training
-    test_set = load_test_set(cfg.test, cfg.labels, cfg.sources, cfg.source_names) if cfg.test else None
+    test_set = load_test_set(cfg.test, cfg.labels, cfg.sources, cfg.source_names, size=cfg.image_size,
+                             fit=cfg.fit) if cfg.test else None
 
     if state is None:
         checkpoint.prepare_output(cfg.out, cfg.overwrite)
         torch.manual_seed(cfg.seed)  # the initial weights
-        model = create_model(cfg.arch, crop=cfg.crop, **cfg.model)
+        model = create_model(cfg.arch, crop=cfg.crop, image_size=cfg.image_size, fit=cfg.fit, **cfg.model)
         start_epoch, history = 0, []
     else:
         model, start_epoch, history = state["model"], state["epoch"], state["history"]

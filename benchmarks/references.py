@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ad.data import preprocess
+from ad.preprocess import preprocess
 
 
 def relu_stack(layers):

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from ad import InputError, checkpoint, create_model, list_models, load_model
 from ad.cli import main
+from ad.data import CENTRE, IMAGE_SIZE, WHOLE, standardize_images
 from ad.models.fcn import FullyConnectedAutoencoder
 from ad.scoring import anomaly_scores
 from conftest import small
@@ -83,15 +84,31 @@ def test_a_model_class_does_not_load_another_architecture(fcn_folder):
     (lambda d: (d / "model.safetensors").unlink(), "no model.safetensors"),
     (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 100), "not a readable safetensors"),
     (lambda d: (d / "config.json").write_text('{"architecture": "gan"}'), "unknown architecture 'gan'"),
-    (lambda d: (d / "config.json").write_text("{not json"), "config.json: not valid JSON"),
-    (lambda d: (d / "metrics.json").write_text("{half"), "metrics.json: not valid JSON"),
-    (lambda d: (d / "training.json").write_text("[1, 2]"), "training.json: expected a JSON object"),
+    (lambda d: (d / "config.json").write_text('{"architecture": "fcn", "fit": "stretch"}'), "fit 'stretch'"),
 ])
 def test_damaged_checkpoints_are_refused_with_reasons(fcn_folder, damage, message):
     damage(fcn_folder)
     for name, load in load_every_way(fcn_folder):
         with pytest.raises(InputError, match=message):
             load()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "config.json").write_text("{not json"), "config.json: not valid JSON"),
+    (lambda d: (d / "metrics.json").write_text("{half"), "metrics.json: not valid JSON"),
+    (lambda d: (d / "training.json").write_text("[1, 2]"), "training.json: expected a JSON object"),
+])
+def test_damaged_json_is_refused_with_reasons(fcn_folder, damage, message):
+    """The Hub mixin's public from_pretrained reads config.json itself (a bare json error) and knows
+    nothing of the record (metrics.json, training.json): only the library's loader checks those."""
+    damage(fcn_folder)
+    with pytest.raises(InputError, match=message):
+        load_model(fcn_folder)
+    if "config" in message:
+        with pytest.raises(ValueError):
+            FullyConnectedAutoencoder.from_pretrained(fcn_folder)
+    else:
+        assert FullyConnectedAutoencoder.from_pretrained(fcn_folder).metrics == {}
 
 
 def test_an_uncalibrated_checkpoint_is_refused_until_calibrated(tmp_path, normal_images, capsys):
@@ -117,6 +134,38 @@ def test_an_uncalibrated_checkpoint_is_refused_until_calibrated(tmp_path, normal
     assert "calibrated" in capsys.readouterr().out
     mended = load_model(folder)
     assert mended.percentile(anomaly_scores(mended, normal_images[:60])).mean() == pytest.approx(50, abs=3)
+
+
+@pytest.mark.parametrize("name", ["checkpoints/fnc", "./fnc", "~/fnc", "/nowhere/fnc", "fnc.zip"])
+def test_a_mistyped_path_is_no_such_folder_and_never_sent_to_the_hub(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoints").mkdir()  # `checkpoints/fnc`: its first part is a folder here
+    monkeypatch.setattr("ad.hub.download", lambda *a, **k: pytest.fail(f"{name} was sent to the Hub"))
+    with pytest.raises(InputError, match=f"{name}: no such checkpoint folder"):
+        load_model(name)
+
+
+def test_a_checkpoint_without_an_input_format_reads_as_hw8s(fcn_folder, normal_images):
+    """Checkpoints written before image_size and fit existed: 64x64, the centre square."""
+    config = json.loads((fcn_folder / "config.json").read_text())
+    del config["image_size"], config["fit"]
+    (fcn_folder / "config.json").write_text(json.dumps(config))
+    model = load_model(fcn_folder)
+    assert model.input_format == {"size": IMAGE_SIZE, "fit": CENTRE} and model.image_size == IMAGE_SIZE
+
+
+def test_the_input_format_travels_with_the_checkpoint(tmp_path, normal_images):
+    images = standardize_images(normal_images[:60], size=32, fit=WHOLE)
+    model = create_model("fcn", **small("fcn"), image_size=32, fit=WHOLE, crop=[0, 0, 32, 16])
+    model.calibrate(anomaly_scores(model, images))
+    checkpoint.save(model, tmp_path / "fcn")
+    loaded = load_model(tmp_path / "fcn")
+    assert loaded.input_format == {"size": 32, "fit": WHOLE} and loaded.crop == (0, 0, 32, 16)
+    card = (tmp_path / "fcn" / "README.md").read_text()
+    assert "the whole picture, resized to 32x32 (its aspect ratio not kept)" in card
+    assert "uint8 (N, 32, 32, 3)" in card and "**model.input_format" in card
+    with pytest.raises(InputError, match=r"expected \(N, 32, 32, 3\)"):
+        anomaly_scores(loaded, normal_images[:2])  # 64x64 arrays are not what it reads
 
 
 def test_find_lists_checkpoint_folders_in_registry_order(tmp_path, fcn_folder):

@@ -1,17 +1,19 @@
-"""ad.data: arrays, images, zips and labels in; clear refusals; preprocessing."""
+"""ad.data: arrays, images, zips and labels in, at an input format; clear refusals."""
 
 import io
 import pickle
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ad import InputError
-from ad.data import (load_array, load_images, load_labels, load_sources, load_test_set, open_image, parse_crop,
-                     preprocess, validate_images)
+from ad.data import (CENTRE, IMAGE_SIZE, MAX_IMAGE_SIZE, WHOLE, load_array, load_images, load_labels, load_sources,
+                     load_test_set, open_image, standardize_images, validate_images)
+from conftest import ROOT
 
 
 def png_bytes(image, format="PNG", **kwargs):
@@ -57,7 +59,7 @@ def test_arrays_of_any_layout_and_size_convert_as_image_files_do(tmp_path, layou
     }[layout]
     np.save(tmp_path / "images.npy", array)
     loaded = load_array(tmp_path / "images.npy")
-    assert loaded.shape == (3, 64, 64, 3) and loaded.dtype == np.uint8
+    assert loaded.shape == (3, IMAGE_SIZE, IMAGE_SIZE, 3) and loaded.dtype == np.uint8
     np.testing.assert_array_equal(loaded, np.stack([open_image(png_bytes(f)) for f in files]))
 
 
@@ -206,30 +208,6 @@ def test_sources_must_match_the_images(tmp_path):
         load_sources(tmp_path / "sources.npy", 4)
 
 
-def test_preprocess_scales_to_minus_one_one_and_crops():
-    images = np.zeros((2, 64, 64, 3), np.uint8)
-    images[:, 16:48, 16:48] = 255  # white centre square
-    x = preprocess(images)
-    assert x.shape == (2, 3, 64, 64) and x.min() == -1 and x.max() == 1
-    cropped = preprocess(images, crop=(16, 16, 32, 32))
-    assert cropped.shape == (2, 3, 64, 64) and torch.allclose(cropped, torch.ones_like(cropped))
-
-
-def test_a_crop_read_at_its_own_size_keeps_its_pixels_exactly():
-    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    x = preprocess(images, crop=(16, 8, 32, 32), size=32)
-    assert x.shape == (2, 3, 32, 32)
-    expected = torch.from_numpy(images[:, 16:48, 8:40]).permute(0, 3, 1, 2).float() / 127.5 - 1
-    assert torch.equal(x, expected)
-    assert preprocess(images, size=32).shape == (2, 3, 32, 32)  # the whole image, shrunk
-
-
-@pytest.mark.parametrize("text", ["1,2,3", "0,0,80,10", "a,b,c,d", "-1,0,10,10"])
-def test_bad_crop_boxes_are_refused(text):
-    with pytest.raises(InputError, match="crop"):
-        parse_crop(text)
-
-
 def test_a_test_set_loads_from_a_folder_with_labels_and_sources_by_file_name(tmp_path):
     folder = tmp_path / "test"
     folder.mkdir()
@@ -285,3 +263,79 @@ def test_a_test_set_without_labels_is_scored_as_it_is_when_labels_are_optional(t
     (tmp_path / "photos" / "good").mkdir()
     Image.new("RGB", (30, 30)).save(tmp_path / "photos" / "good" / "b.png")
     assert load_test_set(tmp_path / "photos", require_labels=False).labels.tolist() == [1, 1, 0]
+
+
+def bar_near_the_left_border():
+    """A 40x120 (height x width) dark picture with a bright bar in its first 6 columns."""
+    pixels = np.full((40, 120, 3), 20, np.uint8)
+    pixels[:, :6] = 250
+    return png_bytes(Image.fromarray(pixels))
+
+
+def test_a_wide_picture_read_whole_keeps_what_lies_near_its_border():
+    whole = open_image(bar_near_the_left_border(), size=32, fit=WHOLE)
+    centre = open_image(bar_near_the_left_border(), size=32, fit=CENTRE)
+    assert whole.shape == centre.shape == (32, 32, 3)
+    assert whole[:, 0].min() > 200 and whole[:, 8:].max() < 40  # the bar, squeezed into the first columns
+    assert centre.max() < 40  # the centre square never reaches the bar
+
+
+def test_every_reader_takes_the_input_format(tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "bar.png").write_bytes(bar_near_the_left_border())
+    for source in (folder, folder / "bar.png"):
+        images, names = load_images(source, size=48, fit=WHOLE)
+        assert images.shape == (1, 48, 48, 3) and names == ["bar.png"] and images[0, :, 0].min() > 200
+    np.save(tmp_path / "wide.npy", np.asarray(Image.open(folder / "bar.png"))[None])
+    np.testing.assert_array_equal(load_array(tmp_path / "wide.npy", size=48, fit=WHOLE), images)
+
+
+def test_arrays_at_the_format_stay_memory_mapped_and_others_are_converted(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "set.npy", images)
+    assert isinstance(load_array(tmp_path / "set.npy", size=32), np.memmap)  # HW8's case at its own size
+    assert standardize_images(np.load(tmp_path / "set.npy", mmap_mode="r"), size=32).base is not None
+    assert load_array(tmp_path / "set.npy").shape == (3, IMAGE_SIZE, IMAGE_SIZE, 3)  # resized as files are
+    with pytest.raises(InputError, match=r"expected \(N, 32, 32, 3\).*size=32"):
+        validate_images(images[:, :16], size=32)
+
+
+@pytest.mark.parametrize("size, fit, message", [
+    (8, CENTRE, f"image_size 8: expected a whole number of pixels from 16 to {MAX_IMAGE_SIZE}"),
+    (64.0, CENTRE, "image_size 64.0"),
+    (64, "stretch", "fit 'stretch': expected one of centre, whole"),
+])
+def test_an_input_format_that_makes_no_sense_is_refused(size, fit, message):
+    with pytest.raises(InputError, match=message):
+        open_image(bar_near_the_left_border(), size=size, fit=fit)
+
+
+@pytest.mark.parametrize("pixels, expected", [
+    (np.full((8, 8, 3), 0.5), 128),  # floats in [0, 1] are scaled by 255
+    (np.full((8, 8, 3), 200.0), 200),  # floats in [0, 255] are taken as they are
+    (np.full((8, 8, 3), 7, np.int64), 7),
+])
+def test_one_rule_turns_pixel_values_into_uint8_for_arrays_and_single_images(pixels, expected):
+    assert open_image(pixels, size=16)[0, 0, 0] == expected
+    assert validate_images(np.broadcast_to(pixels[:1, :1], (1, IMAGE_SIZE, IMAGE_SIZE, 3)))[0, 0, 0, 0] == expected
+
+
+@pytest.mark.parametrize("pixels, message", [
+    (np.full((8, 8, 3), 300.0), r"float values span \[300, 300\]; accepted float ranges are \[0, 1\] and \[0, 255\]"),
+    (np.full((8, 8, 3), -1.0), r"float values span \[-1, -1\]"),
+    (np.full((8, 8, 3), 256, np.int32), r"integer values span \[256, 256\]; expected 0..255"),
+])
+def test_pixel_values_out_of_range_are_refused_never_clipped(pixels, message):
+    with pytest.raises(InputError, match=message):
+        open_image(pixels)  # a single picture: it was clipped before
+    with pytest.raises(InputError, match=message):
+        standardize_images(pixels[None])
+
+
+def test_reading_data_loads_no_model_hub_or_card_code():
+    code = ("import sys, ad.data; loaded = [m for m in ('ad.models', 'huggingface_hub', 'ad.card', 'ad.checkpoint') "
+            "if m in sys.modules]; assert not loaded, loaded; "
+            "from ad import InputError, create_model, list_models, load_model; assert 'fcn' in list_models()")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

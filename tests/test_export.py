@@ -36,3 +36,17 @@ def test_a_checkpoint_that_is_not_there_is_refused_and_nothing_is_written(tmp_pa
         main(["export", "--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "model.onnx")])
     assert exit_.value.code == 2 and "error:" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_the_graph_takes_images_at_the_models_input_format(tmp_path, normal_images):
+    from ad import create_model
+    from ad.data import standardize_images
+    from ad.export import export_onnx
+    from conftest import small
+    model = create_model("cnn", **small("cnn"), image_size=32, fit="whole", input_size=32).eval()
+    images = standardize_images(normal_images[:8], size=32, fit="whole")
+    model.calibrate(anomaly_scores(model, images))
+    metadata = export_onnx(model, tmp_path / "model.onnx")
+    assert metadata["image_size"] == "32" and metadata["fit"] == "whole" and "(N, 32, 32, 3)" in metadata["input"]
+    np.testing.assert_allclose(onnx_scores(tmp_path / "model.onnx", images), anomaly_scores(model, images),
+                               atol=1e-4, rtol=0)

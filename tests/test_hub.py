@@ -152,3 +152,19 @@ def test_all_defaults_push_load_back_by_id_and_their_cards_carry_the_results(hub
         assert results[("roc_auc", "overall")] == round(metrics["roc_auc"]["overall"], 4)
         assert results[("roc_auc", "UTKFace")] == round(metrics["roc_auc"]["UTKFace"], 4)  # kinds by name
         assert card.data.pipeline_tag == "image-classification" and card.data.model_name
+
+
+def test_the_mixins_own_push_and_pull_keep_token_revision_and_cache_dir(pushed, hub, tmp_path, normal_images):
+    folder, _ = pushed
+    model = load_model(folder)
+    model.push_to_hub("user/mixin-pushed", token=VALID_TOKEN)  # the mixin's public method
+    assert "model.safetensors" in hub.repos["user/mixin-pushed"]["branches"]["main"]["files"]
+    pulled = Detector.from_pretrained("user/mixin-pushed", revision="main", cache_dir=tmp_path / "cache",
+                                      token=VALID_TOKEN)
+    assert list((tmp_path / "cache").rglob("model.safetensors"))  # downloaded where it was told
+    x = model.preprocess(normal_images[:4])
+    with torch.no_grad():
+        assert torch.equal(model(x), pulled(x)) and pulled.config == model.config
+    offline = Detector.from_pretrained("user/mixin-pushed", revision="main", cache_dir=tmp_path / "cache",
+                                       local_files_only=True)
+    assert torch.equal(offline.normal_score_quantiles, model.normal_score_quantiles)

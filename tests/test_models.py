@@ -135,3 +135,44 @@ def test_geo_is_never_trained_on_mirrored_images_when_mirroring_changes_a_views_
     assert create_model("geo", windows=FACE_WINDOWS, turns=[0]).mirror_sensitive
     assert create_model("geo", windows=whole_image, mirrors=True).mirror_sensitive
     assert not create_model("fcn").mirror_sensitive
+
+
+def test_the_detector_overrides_only_the_hub_mixins_hooks_with_its_signature():
+    import inspect
+
+    from huggingface_hub import ModelHubMixin, PyTorchModelHubMixin
+    for public in ("from_pretrained", "save_pretrained", "push_to_hub"):
+        assert public not in vars(Detector), f"Detector overrides the mixin's public {public}"
+    ours = inspect.signature(Detector._from_pretrained).parameters
+    theirs = inspect.signature(PyTorchModelHubMixin._from_pretrained).parameters
+    assert list(theirs) == list(ours) and ours["strict"].default is True  # the mixin's default is not strict
+    assert set(inspect.signature(ModelHubMixin._from_pretrained).parameters) <= set(ours)
+
+
+def test_the_mixins_save_and_load_are_strict_and_keep_the_input_format(tmp_path, normal_images):
+    model = create_model("fcn", **small("fcn"), image_size=48, fit="whole").eval()
+    with pytest.raises(InputError, match="not calibrated"):
+        model.save_pretrained(tmp_path / "mixin")
+    model.calibrate(np.linspace(0, 1, 10))
+    model.save_pretrained(tmp_path / "mixin")  # the mixin's public method, our hook
+    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in (tmp_path / "mixin").iterdir()}
+    loaded = Detector.from_pretrained(tmp_path / "mixin")
+    assert loaded.config == model.config and loaded.input_format == {"size": 48, "fit": "whole"}
+    assert not loaded.training  # ready to score, as every loader gives it
+    with pytest.raises(InputError, match="strictly"):
+        Detector.from_pretrained(tmp_path / "mixin", strict=False)
+    with pytest.raises(InputError, match="latent_dim cannot be given here"):
+        type(model).from_pretrained(tmp_path / "mixin", latent_dim=3)
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_architecture_takes_the_input_format_and_its_crop_lies_on_it(arch, normal_images):
+    model = create_model(arch, **small(arch), image_size=128, fit="whole", crop=[64, 64, 64, 64]).eval()
+    assert model.input_format == {"size": 128, "fit": "whole"} and model.config["image_size"] == 128
+    assert "the whole picture, resized to 128x128 (its aspect ratio not kept)" in model.sees() or arch == "geo"
+    x = model.preprocess(np.zeros((2, 128, 128, 3), np.uint8))
+    assert model.score(x).shape == (2,)
+    with pytest.raises(InputError, match="inside the 64x64 image"):
+        create_model(arch, **small(arch), crop=[64, 64, 64, 64])  # the default square is HW8's
+    with pytest.raises(InputError, match="image_size 1024"):
+        create_model(arch, **small(arch), image_size=1024)

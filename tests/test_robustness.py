@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import ad.data
+import ad.data.images
 from ad import InputError, load_model
 from ad.data import load_images, open_image
 from conftest import ROOT
@@ -60,7 +60,7 @@ def test_truncated_jpeg_is_refused():
 
 
 def test_zip_with_too_many_members_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(ad.data, "MAX_ZIP_MEMBERS", 10)
+    monkeypatch.setattr(ad.data.images, "MAX_ZIP_MEMBERS", 10)
     with zipfile.ZipFile(tmp_path / "many.zip", "w") as archive:
         for i in range(11):
             archive.writestr(f"{i}.png", encoded(Image.new("RGB", (4, 4))))
@@ -69,7 +69,7 @@ def test_zip_with_too_many_members_is_refused(tmp_path, monkeypatch):
 
 
 def test_zip_bomb_is_refused_before_unpacking(tmp_path, monkeypatch):
-    monkeypatch.setattr(ad.data, "MAX_ZIP_BYTES", 2 * 1024**2)  # the same check as at 2 GB, smaller
+    monkeypatch.setattr(ad.data.images, "MAX_ZIP_BYTES", 2 * 1024**2)  # the same check as at 2 GB, smaller
     with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for i in range(3):  # 3 MB of zeros, a few KB on disk
             archive.writestr(f"{i}.png", bytes(1024 * 1024))

@@ -75,3 +75,44 @@ def test_a_model_explains_after_scoring_a_set_with_the_same_resizing(normal_imag
     model.calibrate(np.linspace(0, 1, 10))
     anomaly_scores(model, normal_images[:4])
     assert detect(model, normal_images[0]).heat.shape == (64, 64)
+
+
+def picture_with_a_bar_near_its_left_border():
+    """A 40x120 (height x width) dark picture with a bright bar in its first 6 columns, as PNG bytes."""
+    import io
+
+    from PIL import Image
+    pixels = np.full((40, 120, 3), 20, np.uint8)
+    pixels[:, :6] = 250
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fit, bar_seen", [("whole", True), ("centre", False)])
+def test_detect_reads_a_picture_as_the_model_says(fit, bar_seen):
+    model = create_model("fcn", **small("fcn"), image_size=32, fit=fit, input_size=32).eval()
+    model.calibrate(np.linspace(0, 1, 10))
+    detection = detect(model, picture_with_a_bar_near_its_left_border())
+    assert detection.input.shape == (3, 32, 32)
+    assert bool(detection.input[:, :, 0].min() > 0.5) == bar_seen  # bright (near 1 on [-1, 1]) at the left edge
+    assert detection.input[:, :, 8:].max() < -0.5  # the rest is dark either way
+
+
+def test_training_scoring_and_evaluation_read_at_the_checkpoints_format(data_files, tmp_path, capsys):
+    from ad.cli import main
+    from ad.training import train
+    from conftest import ROOT, train_config
+    train(train_config(data_files, tmp_path / "fcn", image_size=32, fit="whole", epochs=1,
+                       model={**small("fcn"), "input_size": 32}, test=str(data_files / "testingset.npy"),
+                       labels=str(data_files / "testing_labels.npy")))
+    model = load_model(tmp_path / "fcn")
+    assert model.input_format == {"size": 32, "fit": "whole"} and model.metrics["roc_auc"]["overall"] > 0.5
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "pictures" / "bar.png").write_bytes(picture_with_a_bar_near_its_left_border())
+    main(["score", "--checkpoint", str(tmp_path / "fcn"), "--images", str(tmp_path / "pictures"),
+          "--out", str(tmp_path / "scores.csv")])
+    main(["evaluate", "--checkpoint", str(tmp_path / "fcn"), str(ROOT / "checkpoints" / "fcn"), "--images",
+          str(data_files / "testingset.npy"), "--labels", str(data_files / "testing_labels.npy"), "--json"])
+    out = capsys.readouterr().out
+    assert "wrote 1 scores" in out and '"ensemble"' in out  # a 32x32 and a 64x64 model on one test set

@@ -1,15 +1,21 @@
-"""What every detector shares (preprocessing, calibration, score and explain), and the autoencoder."""
+"""What every detector shares (input format, calibration, score and explain, the Hub mixin), and the autoencoder."""
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from safetensors.torch import save_file
 
-from ad.data import IMAGE_SIZE, parse_crop, preprocess
+from ad.data import CENTRE, IMAGE_SIZE, check_input_format
 from ad.errors import InputError
+from ad.files import atomic_path, write_json
+from ad.models.registry import CONFIG_FILE, WEIGHTS_FILE, load_folder, looks_like_a_path
+from ad.preprocess import parse_crop, preprocess
 
 CALIBRATION_POINTS = 1001  # quantiles 0.0%, 0.1%, ..., 100.0% of held-out normal scores
 RESIDUAL_AT_FULL_HEAT = 1.0  # RGB distance per pixel (images on [-1, 1]) drawn at full colour
@@ -43,23 +49,34 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     small_config = {}  # a real configuration that trains in seconds on a CPU (tests, quick demos)
     mirror_sensitive = False  # True when its task tells mirrored images apart: training must not mirror
 
-    def __init__(self, *, crop=None, input_size=IMAGE_SIZE):
+    def __init__(self, *, crop=None, input_size=IMAGE_SIZE, image_size=IMAGE_SIZE, fit=CENTRE):
         super().__init__()
-        self.crop = parse_crop(crop)
+        # The input format: pictures are read as image_size squares (fitted as `fit` says, see
+        # ad.data.FITS); the crop box lies on that square; what is left is resized to input_size.
+        self.image_size, self.fit = check_input_format(image_size, fit)
+        self.crop = parse_crop(crop, image_size)
         if not isinstance(input_size, int) or not 8 <= input_size <= 256:
             raise InputError(f"input_size {input_size!r}: expected a whole number of pixels from 8 to 256")
         self.input_size = input_size  # side of the square the (cropped) image is resized to
         # Scores of held-out normal images, filled after training; they travel in model.safetensors.
         self.register_buffer("normal_score_quantiles", torch.zeros(CALIBRATION_POINTS))
-        self.metrics, self.training_record = {}, {}  # metrics.json and training.json, set by loading
+        self.metrics, self.training_record = {}, {}  # metrics.json and training.json, set by ad.checkpoint
+
+    @property
+    def input_format(self):
+        """How every reader must read pictures for this model: `load_images(path, **model.input_format)`."""
+        return {"size": self.image_size, "fit": self.fit}
 
     def sees(self):
-        """What part of the 64x64 image the model reads, in words."""
+        """What part of a picture the model reads, in words."""
+        square = f"{self.image_size}x{self.image_size}"
+        picture = (f"the picture's centre square, resized to {square}" if self.fit == CENTRE
+                   else f"the whole picture, resized to {square} (its aspect ratio not kept)")
         if self.crop is None:
-            return f"the whole image, at {self.input_size} px"
+            return f"{picture}, at {self.input_size} px"
         top, left, height, width = self.crop
-        return (f"only the box at row {top}, column {left}, {height}x{width} px of the 64x64 image (at "
-                f"{self.input_size} px); the rest is not seen")
+        return (f"only the box at row {top}, column {left}, {height}x{width} px of the {square} image (at "
+                f"{self.input_size} px), {picture}; the rest is not seen")
 
     def loss(self, x):  # (B, 3, S, S), S = input_size -> training loss
         raise NotImplementedError
@@ -79,7 +96,7 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         return self.normal_score_quantiles.device
 
     def preprocess(self, images):
-        """uint8 (B, 64, 64, 3) -> what this model reads: its own crop at its own size, on its device."""
+        """uint8 (B, S, S, 3), S = image_size -> what this model reads: its own crop at its own size, on its device."""
         return preprocess(images, self.crop, self.input_size, self.device)
 
     def parameter_count(self):
@@ -88,25 +105,38 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     # ---------------------------------------------------------------- the Hub mixin, made strict
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, revision=None, map_location="cpu",
-                        **ignored):
-        """Load through ad.checkpoint, the one strict loader (the mixin's own is not strict)."""
-        from ad.checkpoint import load  # checkpoint sits above the models; imported when used
-
-        model = load(pretrained_model_name_or_path, device=map_location, revision=revision)
+    def _from_pretrained(cls, *, model_id, revision, cache_dir, force_download, local_files_only, token,
+                         map_location="cpu", strict=True, **model_kwargs):
+        """The mixin's hook: a local folder, or config.json and model.safetensors of a Hub repo
+        (downloaded honouring revision, cache_dir, token, ...), loaded strictly or not at all."""
+        if not strict:
+            raise InputError(f"{model_id}: checkpoints load strictly (strict=True) or not at all")
+        folder = Path(model_id)
+        if not folder.is_dir():
+            if looks_like_a_path(model_id):
+                raise InputError(f"{model_id}: no such checkpoint folder")
+            hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,
+                       local_files_only=local_files_only)
+            config = hf_hub_download(model_id, CONFIG_FILE, **hub)  # the mixin's copy, from the cache
+            folder = Path(hf_hub_download(model_id, WEIGHTS_FILE, **hub)).parent
+            if folder != Path(config).parent:
+                raise InputError(f"{model_id}: the repo changed while it was downloaded; try again")
+        model = load_folder(folder, name=model_id)
         if not isinstance(model, cls):
-            raise InputError(f"{pretrained_model_name_or_path}: holds a '{model.architecture}' "
-                             f"model, not a {cls.__name__}")
-        return model
+            raise InputError(f"{model_id}: holds a '{model.architecture}' model, not a {cls.__name__}")
+        changed = [k for k, v in model_kwargs.items() if json.loads(json.dumps(v)) != model.config.get(k, object())]
+        if changed:  # the mixin passes config.json's own values; a checkpoint's weights fit no other
+            raise InputError(f"{model_id}: from_pretrained loads the configuration in {CONFIG_FILE} as it "
+                             f"is; {', '.join(sorted(changed))} cannot be given here")
+        return model.to(map_location)
 
-    @classmethod
-    def _from_pretrained(cls, *, model_id, revision=None, map_location="cpu", **ignored):
-        return cls.from_pretrained(model_id, revision=revision, map_location=map_location)
-
-    def save_pretrained(self, save_directory, **ignored):
-        """Write the checkpoint folder through ad.checkpoint (atomic, with the model card)."""
-        from ad.checkpoint import save
-        save(self, save_directory, training=self.training_record or None, metrics=self.metrics or None)
+    def _save_pretrained(self, save_directory):
+        """The mixin's hook: model.safetensors and config.json, each replaced atomically (ad.checkpoint
+        adds the record and the model card)."""
+        self.check_calibrated()
+        with atomic_path(Path(save_directory) / WEIGHTS_FILE) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
+        write_json(Path(save_directory) / CONFIG_FILE, self.config)
 
     # ---------------------------------------------------------------- calibration
 
@@ -115,6 +145,11 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         """True once held-out normal scores are stored: finite, sorted, not the initial zeros."""
         q = self.normal_score_quantiles
         return bool(q.any() and torch.isfinite(q).all() and (q[1:] >= q[:-1]).all())
+
+    def check_calibrated(self):
+        if not self.calibrated:
+            raise InputError(f"{self.architecture}: the model is not calibrated; call "
+                             "model.calibrate(scores of held-out normal images) before saving")
 
     def calibrate(self, normal_scores):
         levels = np.linspace(0, 1, CALIBRATION_POINTS)

@@ -18,10 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ad.data import resize
+from ad.data import CENTRE, IMAGE_SIZE
 from ad.errors import InputError
 from ad.models.base import Detector, Explanation
 from ad.models.registry import register_model
+from ad.preprocess import resize
 
 # Any normal image (the general default): four crops of 7/8 of the image, shifted towards each
 # corner, each in its four quarter turns: which way up and where a thing stands in the frame, what
@@ -51,8 +52,8 @@ class TransformPredictor(Detector):
     heat_full_scale = EVIDENCE_AT_FULL_HEAT
 
     def __init__(self, *, channels=(16, 32, 64, 128), view_size=32, windows=SHIFTED_WINDOWS, turns=(0, 1, 2, 3),
-                 mirrors=False, crop=None):
-        super().__init__(crop=crop)
+                 mirrors=False, crop=None, image_size=IMAGE_SIZE, fit=CENTRE):
+        super().__init__(crop=crop, image_size=image_size, fit=fit)
         self.view_size = view_size
         self.windows = [tuple(int(v) for v in w) for w in windows]
         for top, left, height, width in self.windows:

@@ -3,7 +3,7 @@
 import torch
 import torch.nn as nn
 
-from ad.data import IMAGE_SIZE
+from ad.data import CENTRE, IMAGE_SIZE
 from ad.models.base import Autoencoder
 from ad.models.blocks import ConvDecoder, ConvEncoder, mlp
 from ad.models.fcn import pixel_count
@@ -18,8 +18,9 @@ class MultiEncoderAutoencoder(Autoencoder):
     small_config = {"fcn_hidden": [32], "fcn_latent_dim": 4, "channels": [8, 16, 32], "cnn_latent_dim": 12}
 
     def __init__(self, *, fcn_hidden=(64,), fcn_latent_dim=8, channels=(32, 64, 128, 256),
-                 cnn_latent_dim=8, crop=None, input_size=IMAGE_SIZE):
-        super().__init__(crop=crop, input_size=input_size)
+                 cnn_latent_dim=8, crop=None, input_size=IMAGE_SIZE,
+                 image_size=IMAGE_SIZE, fit=CENTRE):
+        super().__init__(crop=crop, input_size=input_size, image_size=image_size, fit=fit)
         self.fcn_encoder = nn.Sequential(nn.Flatten(),
                                          mlp([pixel_count(input_size), *fcn_hidden, fcn_latent_dim]))
         self.cnn_encoder = ConvEncoder(channels, cnn_latent_dim, image_size=input_size)

@@ -2,7 +2,7 @@
 
 import torch
 
-from ad.data import IMAGE_SIZE
+from ad.data import CENTRE, IMAGE_SIZE
 from ad.models.base import Autoencoder
 from ad.models.blocks import ConvDecoder, ConvEncoder
 from ad.models.registry import register_model
@@ -16,10 +16,10 @@ class VariationalAutoencoder(Autoencoder):
     small_config = {"channels": [8, 16, 32], "latent_dim": 16}
 
     def __init__(self, *, channels=(32, 64, 128, 256), latent_dim=16, kl_weight=1e-2, crop=None,
-                 input_size=IMAGE_SIZE):
+                 input_size=IMAGE_SIZE, image_size=IMAGE_SIZE, fit=CENTRE):
         # kl_weight scales the KL term against the per-pixel mean squared error: at 1 (the
         # homework's choice) the KL term swamps reconstruction and every output is the mean face
-        super().__init__(crop=crop, input_size=input_size)
+        super().__init__(crop=crop, input_size=input_size, image_size=image_size, fit=fit)
         self.kl_weight = kl_weight
         self.encoder = ConvEncoder(channels, 2 * latent_dim, image_size=input_size)  # -> (mean, log variance)
         self.decoder = ConvDecoder(channels, latent_dim, image_size=input_size)
