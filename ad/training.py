@@ -217,3 +217,38 @@ def _train(cfg, rank, world, local_rank, on_epoch=None):
 def _evaluate(model, test_set):
     scores = anomaly_scores(model, test_set.images, desc="test set")
     return {**metrics_by_source(test_set.labels, scores, test_set.sources), "test_images": len(test_set.images)}
+
+
+# ---------------------------------------------------------------- how long training will take
+
+EPOCH_OVERHEAD_SECONDS = 0.2  # each epoch ends by calibrating and writing the checkpoint
+_STEP_SECONDS = {}  # (architecture, device) -> seconds per training step, measured here once
+
+
+def seconds_per_step(architecture, device):
+    """One training step of the architecture's default size on `device`, timed on random images:
+    the first step warms up, the fastest of the next three counts."""
+    if (architecture, str(device)) not in _STEP_SECONDS:
+        model = create_model(architecture).to(device)
+        optimizer = torch.optim.AdamW(model.parameters())
+        images = np.random.default_rng(0).integers(0, 256, (TrainConfig.batch_size, 64, 64, 3), dtype=np.uint8)
+        x = model.preprocess(images)
+        times = []
+        for _ in range(4):
+            started = time.perf_counter()
+            loss = model.loss(x)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - started)
+        _STEP_SECONDS[architecture, str(device)] = min(times[1:])
+    return _STEP_SECONDS[architecture, str(device)]
+
+
+def training_estimate(image_count, architecture, passes=1, device=None):
+    """(epochs, steps per epoch, seconds) of training `image_count` images with `passes` times the
+    default number of epochs, on this machine."""
+    steps = max(1, len(split_holdout(image_count, TrainConfig.holdout, 0)[0]) // TrainConfig.batch_size)
+    epochs = default_epochs(steps) * passes
+    step = seconds_per_step(architecture, device or pick_device())
+    return epochs, steps, epochs * (steps * step + EPOCH_OVERHEAD_SECONDS)

@@ -32,8 +32,8 @@ from ad.device import default_batch_size, pick_device  # noqa: E402
 from ad.errors import InputError  # noqa: E402
 from ad.scoring import anomaly_scores, detect  # noqa: E402
 from ad.ui import render  # noqa: E402
-from ad.ui.evaluation import PERCENTILE  # noqa: E402
-from ad.ui.handlers import Handlers  # noqa: E402
+from ad.ui.stored_run import PERCENTILE  # noqa: E402
+from ad.ui.tabs import build_demo  # noqa: E402
 from ad.ui.zoo import Zoo  # noqa: E402
 from benchmarks.readme import markdown_table, publish  # noqa: E402
 
@@ -91,17 +91,19 @@ def evaluate_tab_seconds(models, images, labels, sources):
         files = [Path(folder) / name for name in ("testingset.npy", "labels.npy", "sources.npy")]
         for path, array in zip(files, (images, labels, sources)):
             np.save(path, array)
-        handlers = Handlers(Zoo(models))
+        handlers = build_demo(Zoo(models)).handlers
+        page = handlers.page.evaluate
         started = time.perf_counter()
         shown = handlers.evaluate("upload", *map(str, files), list(models), progress=lambda *a, **k: None)
         evaluate_s = time.perf_counter() - started
         started = time.perf_counter()
-        moved = handlers.at_threshold(shown[0], PERCENTILE, 95.0, next(iter(models)))
-        gr.Plot(format="png").postprocess(moved[2])  # what the page receives: the figure encoded,
-        gr.Gallery(format="png").postprocess(moved[3])  # the most anomalous images written out
+        key = shown[page.run]
+        moved = handlers.at_threshold(key, PERCENTILE, 95.0, next(iter(models)))
+        gr.Plot(format="png").postprocess(moved[page.histograms])  # what the page receives: the figure encoded,
+        gr.Gallery(format="png").postprocess(moved[page.flagged])  # the most anomalous images written out
         threshold_s = time.perf_counter() - started
         started = time.perf_counter()
-        handlers.downloads(shown[0], PERCENTILE, 95.0)
+        handlers.downloads(key, PERCENTILE, 95.0)
         return evaluate_s, threshold_s, time.perf_counter() - started
 
 

@@ -18,7 +18,10 @@ from PIL import Image
 from ad import list_models
 from ad.cli import main
 from ad.scoring import verdict
+from ad.ui.render import DISPLAY_SIZE, SHEET_CELL
+from ad.ui.stored_run import BEST_F1, GALLERY_SIZE, PERCENTILE
 from ad.ui.tabs import build_demo
+from ad.ui.texts import ENSEMBLE
 from ad.ui.zoo import load_zoo, model_sources
 from conftest import EXAMPLES, ROOT, SAMPLE_TESTSET
 
@@ -67,10 +70,11 @@ def test_detect_scores_cifar_images_above_normal_faces(client, pngs):
     def score(path):
         seen, reconstruction, heat, overlay, summary, details, chart, note, before_after = client.predict(
             handle_file(path), "cnn", 99.0, api_name="/detect")
-        assert [Image.open(p).size for p in before_after] == [(256, 256)] * 2  # input, reconstruction
+        square = (DISPLAY_SIZE, DISPLAY_SIZE)
+        assert [Image.open(p).size for p in before_after] == [square] * 2  # input, reconstruction
         for picture in (seen, reconstruction, heat, overlay):
             with Image.open(picture) as image:
-                assert image.format == "PNG" and image.size == (256, 256)
+                assert image.format == "PNG" and image.size == square
         assert details["verdict"] == verdict(details["percentile"], 99.0)
         assert details["verdict"].upper() in summary and 0 <= details["percentile"] <= 100
         assert "reads only the box at row 16, column 16" in note  # cnn's crop, said beside the input
@@ -94,16 +98,14 @@ def test_compare_returns_every_architecture_an_ensemble_and_whom_to_trust(client
     sheet, shown, agreement, legends, figures = client.predict(handle_file(pngs[CIFAR][0]), 99.0, api_name="/compare")
     rows = table(shown)
     assert [f["model"] for f in figures] == list_models()  # the figures as data too (agents, the threshold)
-    assert [row["model"].removeprefix("★ ") for row in rows] == list_models() + ["ensemble (mean percentile)"]
+    assert [row["model"].removeprefix("★ ") for row in rows] == list_models() + [ENSEMBLE]
     assert [row["model"] for row in rows if row["model"].startswith("★")] == ["★ geo"]  # the best ROC-AUC
     assert rows[-1]["percentile"] == pytest.approx(np.mean([row["percentile"] for row in rows[:-1]]), abs=0.01)
+    assert rows[-1]["score"] is None  # the ensemble's figure is the mean percentile: it has no score
     assert all(row["verdict"] == verdict(row["percentile"], 99.0) for row in rows)
     assert "geo" in agreement and ("agree" in agreement)
     with Image.open(sheet) as picture:  # one row of pictures per model, every row in view
-        assert picture.height > len(list_models()) * 128
-
-
-PERCENTILE, BEST_F1 = "percentile of normal scores", "best F1 on these labels"
+        assert picture.height > len(list_models()) * SHEET_CELL
 
 
 def evaluate(client, *test_set, models, mode=PERCENTILE, percentile=99.0):
@@ -173,7 +175,7 @@ def test_evaluate_without_labels_ranks_flags_and_writes_the_csvs(client):
     assert all(row["verdict"] == verdict(row["percentile"], 90.0) for row in ranked if abs(row["percentile"] - 90) > 0.01)
     details = Path(next(f for f in value(shown["files"]) if Path(f).name == "scores_fcn.csv")).read_text().splitlines()
     assert details[0] == "ID,file,score,percentile,verdict" and len(details) == 241
-    assert len(value(shown["flagged"])) == 24 and shown["false_positives"]["visible"] is False
+    assert len(value(shown["flagged"])) == GALLERY_SIZE and shown["false_positives"]["visible"] is False
     with pytest.raises(Exception, match="needs labels"):
         evaluate(client, "upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")), None, None,
                  models=["fcn"], mode=BEST_F1)
@@ -241,8 +243,16 @@ def test_latent_sliders_decode_what_they_encode(client, pngs):
     assert "fcn: 16 latent dimensions" in note
     values = [s["value"] if isinstance(s, dict) else s for s in sliders]
     moved = client.predict(*values[:3], *[-v for v in values[3:]], api_name="/decode")
-    assert Image.open(moved).size == (256, 256)
+    assert Image.open(moved).size == (DISPLAY_SIZE, DISPLAY_SIZE)
     assert not np.array_equal(np.asarray(Image.open(decoded)), np.asarray(Image.open(moved)))
+
+
+def test_a_model_without_a_latent_code_is_refused_by_name_over_the_api(client, pngs):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    latent = [name for name in list_models() if name != "geo"]
+    with pytest.raises(AppError, match=f"geo has no latent code to explore; choose one of {', '.join(latent)}$"):
+        client.predict(handle_file(pngs[NORMAL][0]), "geo", api_name="/encode")
 
 
 def test_a_broken_checkpoint_is_reported_and_the_others_keep_working(tmp_path, pngs):
@@ -253,8 +263,8 @@ def test_a_broken_checkpoint_is_reported_and_the_others_keep_working(tmp_path, p
     assert list(zoo.models) == ["fcn"] and "no model.safetensors" in zoo.errors["broken"]
     demo = build_demo(zoo)  # no examples, no sample test set: the app still builds
     assert "no model.safetensors" in str(demo.get_config_file())
-    from ad.ui.handlers import Handlers
-    assert Handlers(zoo).detect(pngs[NORMAL][0], "fcn")[5]["score"] > 0
+    handlers = demo.handlers
+    assert handlers.detect(pngs[NORMAL][0], "fcn")[handlers.page.detect.details]["score"] > 0
 
 
 @contextlib.contextmanager
@@ -353,7 +363,7 @@ def test_browser_threshold_moves_the_figures_without_scoring_again(app_url, monk
         expect(confusion).not_to_have_text(before, timeout=30_000)
         expect(histograms).not_to_have_attribute("src", picture, timeout=30_000)
         assert len(calls) == scored  # the threshold reuses the scores: no model ran again
-        page.get_by_label("Thumbnail 1 of 24").first.click()  # an image opens in Detect, judged there
+        page.get_by_label(f"Thumbnail 1 of {GALLERY_SIZE}").first.click()  # an image opens in Detect, judged there
         expect(page.locator("#summary")).to_contain_text("anomaly score", timeout=60_000)
 
 
@@ -481,7 +491,7 @@ def test_bad_training_uploads_are_refused_and_the_app_keeps_serving(client, tmp_
         archive.writestr("notes/a.txt", "hello")
     with pytest.raises(AppError, match="the zip holds no images"):
         client.predict([handle_file(str(tmp_path / "notes.zip"))], "geo", 1, api_name="/train")
-    monkeypatch.setattr("ad.ui.handlers.MAX_TRAIN_IMAGES", 100)
+    monkeypatch.setattr("ad.ui.uploads.MAX_TRAIN_IMAGES", 100)
     with pytest.raises(AppError, match="120 images; the app trains on at most 100"):
         client.predict([handle_file(str(faces_zip))], "geo", 1, api_name="/train")
     (tmp_path / "x.csv").write_text("a,b")
@@ -492,7 +502,7 @@ def test_bad_training_uploads_are_refused_and_the_app_keeps_serving(client, tmp_
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs, tmp_path):
+def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs):
     from playwright.sync_api import expect
     with browser_page(app_url) as page:
         page.get_by_role("tab", name="Train").click()
@@ -501,12 +511,26 @@ def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs, 
         page.locator("#train-epochs input").fill("2")  # a short run: the tab's lengths are for real use
         page.locator("#train-button").click()
         expect(page.locator("#train-status")).to_contain_text("is ready", timeout=120_000)
-        page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
+        loss = page.locator("#train-loss img")  # the loss curve, drawn where a person sees it
+        expect(loss).to_be_visible()
+        box = loss.bounding_box()
+        assert box["width"] > 200 and box["height"] > 100
+        drawn = Image.open(io.BytesIO(loss.screenshot())).convert("RGB")
+        assert len(drawn.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 16  # curves and labels, not a blank
         page.get_by_role("tab", name="Detect").click()
         expect(page.get_by_label("Model", exact=True).first).to_have_value(re.compile("^my-geo-1: "))
         page.locator("input[type=file]").first.set_input_files(pngs[CIFAR][0])
         expect(page.locator("#summary")).to_contain_text("anomaly score", timeout=60_000)
-    assert (tmp_path / "train.png").stat().st_size > 10_000
+
+
+def test_the_caches_forget_the_least_recently_used_first():
+    from ad.ui.lru import LRU
+    kept = LRU(2)
+    kept.put("a", 1)
+    kept.put("b", 2)
+    assert kept.get("a") == 1  # a used: b is now the oldest
+    kept.put("c", 3)
+    assert (kept.get("a"), kept.get("b"), kept.get("c"), len(kept)) == (1, None, 3, 2)
 
 
 def test_a_painted_face_goes_to_the_drop_zone_as_it_was_painted(pngs):

@@ -48,6 +48,8 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     heat_full_scale = 1.0  # the value drawn at full colour, in heat_unit
     small_config = {}  # a real configuration that trains in seconds on a CPU (tests, quick demos)
     mirror_sensitive = False  # True when its task tells mirrored images apart: training must not mirror
+    has_latent = False  # True when encode(x) and decode(z) give a latent code to explore
+    reconstructs = False  # True when `picture` redraws the input, pixel for pixel (a before/after pair)
 
     def __init__(self, *, crop=None, input_size=IMAGE_SIZE, image_size=IMAGE_SIZE, fit=CENTRE):
         super().__init__()
@@ -182,6 +184,8 @@ class Autoencoder(Detector, tags=["autoencoder"]):
     heat_title = "Residual: where the rebuild differs"
     heat_unit = "RGB distance per pixel (pixels on a -1..1 scale)"
     heat_full_scale = RESIDUAL_AT_FULL_HEAT
+    has_latent = True
+    reconstructs = True
 
     def encode(self, x):  # (B, 3, S, S) -> (B, latent_dim)
         raise NotImplementedError

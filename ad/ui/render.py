@@ -1,6 +1,7 @@
 """Pictures for people: upscaled images, heat maps on each model's fixed scale, overlays, legend, plots."""
 
 import functools
+from typing import NamedTuple
 
 import matplotlib
 import numpy as np
@@ -11,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 DISPLAY_SIZE = 256  # 32 or 64 px thumbnails are unreadable; whole-number scaling keeps pixels crisp
 VERDICT_COLOURS = {"anomalous": "#b91c1c", "normal": "#15803d"}  # red and green, dark enough on white
+SHEET_CELL = 128  # px: the height of a row of pictures in Compare's sheet
 COLORMAP = "inferno"  # perceptually uniform, readable in grey and by colour-blind users
 
 
@@ -47,10 +49,19 @@ def overlay(base_uint8, heat_uint8, alpha=0.55):
     return blended.round().astype(np.uint8)
 
 
+class Pictures(NamedTuple):
+    """What one model shows of one image, upscaled: uint8 (H, W, 3) each."""
+
+    input: np.ndarray  # the image as the model reads it (its crop, at its size)
+    picture: np.ndarray  # the model's own picture (model.picture_label); geo's is a grid of views
+    heat: np.ndarray  # the heat map on the model's fixed scale
+    overlay: np.ndarray  # the heat map over the input
+
+
 def pictures(detection):
-    """Detect's four pictures for one ad.scoring.Detection: input, the model's picture, heat map, overlay."""
+    """The pictures of one ad.scoring.Detection."""
     seen, heat = model_view(detection.input), heat_map(detection.heat)
-    return seen, model_view(detection.picture), heat, overlay(seen, heat)
+    return Pictures(seen, model_view(detection.picture), heat, overlay(seen, heat))
 
 
 def legend(model):
@@ -181,17 +192,19 @@ def normal_scores_chart(quantiles, score, threshold, verdict):
 
 
 def compare_sheet(rows):
-    """rows: [(caption, (input, picture, heat, overlay))] -> one picture with a row per model, so that
-    every model is in view at once (a gallery scrolls inside its box)."""
-    cell, gap, caption_height, margin = 128, 6, 22, 34  # the margin keeps the page's label off the first row
+    """rows: [(caption, pictures)], every row's pictures in the same order of columns -> one picture
+    with a row per model, so that every model is in view at once (a gallery scrolls inside its box).
+    Each picture is fitted to the row's height, keeping its shape; a column is as wide as its widest."""
+    cell, gap, caption_height, margin = SHEET_CELL, 6, 22, 34  # the margin keeps the page's label off the first row
 
-    def fit(picture):  # to the row's height, keeping its shape (geo's views make a wide picture)
+    def fit(picture):
         image = Image.fromarray(picture)
         return image.resize((max(1, round(cell * image.width / image.height)), cell), Image.Resampling.NEAREST)
 
     tiles = [(caption, [fit(p) for p in pictures]) for caption, pictures in rows]
-    widths = [max(row[c].width for _, row in tiles) for c in range(4)]
-    sheet = Image.new("RGB", (sum(widths) + 3 * gap, margin + len(rows) * (cell + caption_height + gap)), "white")
+    widths = [max(row[c].width for _, row in tiles) for c in range(len(tiles[0][1]))]
+    height = margin + len(rows) * (cell + caption_height + gap)
+    sheet = Image.new("RGB", (sum(widths) + (len(widths) - 1) * gap, height), "white")
     draw, font = ImageDraw.Draw(sheet), ImageFont.load_default(size=15)
     for r, (caption, row) in enumerate(tiles):
         top = margin + r * (cell + caption_height + gap)

@@ -1,4 +1,6 @@
-"""The app's layout: one function per tab, and `build_demo` that wires events to the handlers."""
+"""The app's layout: one function per tab lays out its components and returns them by name (no
+events there: ad.ui.events wires them to the handlers); `build_demo` puts the tabs together, after
+making Gradio write its output pictures atomically."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -8,9 +10,10 @@ import gradio as gr
 from ad.files import atomic_path
 from ad.models import list_models
 from ad.training import TrainConfig
-from ad.ui import render, sessions
-from ad.ui.evaluation import BEST_F1, PERCENTILE, TABLE_ROWS
-from ad.ui.handlers import LENGTHS, MAX_LATENT_SLIDERS, Handlers, choice_labels
+from ad.ui import events, render, sessions, texts
+from ad.ui.handlers import LENGTHS, MAX_LATENT_SLIDERS, Handlers
+from ad.ui.stored_run import BEST_F1, PERCENTILE, TABLE_ROWS
+from ad.ui.uploads import IMAGE_FORMATS
 
 # Phones (390 px): every tab in the bar (no "..." menu), tables that scroll on their own, and the
 # latent tab's sliders in a box of their own, so the decoded image above them stays in view while
@@ -40,7 +43,7 @@ class RawImage(gr.Image):
 
 
 def drop_zone(upload_limit=None, elem_id=None, label="Image: drag and drop, upload, paste or take one with the webcam"):
-    limit = f" (PNG, JPEG, WebP, BMP or GIF; up to {upload_limit})" if upload_limit else ""
+    limit = f" ({IMAGE_FORMATS}; up to {upload_limit})" if upload_limit else ""
     return RawImage(label=label + limit, type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"],
                     height=280, elem_id=elem_id)
 
@@ -70,19 +73,14 @@ def example_groups(examples, image):
         gr.Examples(others, inputs=image, label="More examples", examples_per_page=len(others))
 
 
-def model_choices(zoo):
-    """Dropdown entries labelled with each model's measured ROC-AUC, and the best one."""
-    best = max(zoo.models, key=lambda name: zoo.models[name].metrics.get("roc_auc", {}).get("overall") or 0.0,
-               default=None)
-    return choice_labels(zoo.models), best
-
-
-def detect_tab(handlers, session, choices, best, examples, upload_limit):
-    shown = handlers.zoo.models.get(best)
+def detect_tab(zoo, examples, upload_limit):
+    """The page opens with the most accurate model: its titles, legend and description."""
+    best = texts.best_model(zoo.models)
+    shown = zoo.models.get(best)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             # custom values: a visitor's own trained models are theirs alone, not in the page's list
-            model = gr.Dropdown(choices, value=best, label="Model", allow_custom_value=True,
+            model = gr.Dropdown(texts.choice_labels(zoo.models), value=best, label="Model", allow_custom_value=True,
                                 info="What it is, and its ROC-AUC on the test set it was evaluated on")
             image = drop_zone(upload_limit, "detect-image")
             threshold = threshold_slider("detect-threshold")
@@ -104,9 +102,9 @@ def detect_tab(handlers, session, choices, best, examples, upload_limit):
                 overlay = gr.Image(label="Heat map over the input", elem_id="overlay", **VIEW)
             legend = gr.Image(render.legend(shown) if shown else None, label="Heat map colours",
                               format="png", interactive=False, height=110, buttons=[])
-            before_after = gr.ImageSlider(label="Before and after: drag to compare the input with the "
-                                          "reconstruction (autoencoders) or the heat map (geo)", format="png",
-                                          type="numpy", interactive=False, elem_id="before-after", max_height=320)
+            before_after = gr.ImageSlider(label=texts.before_after_label(shown) if shown else "Before and after",
+                                          format="png", type="numpy", interactive=False, elem_id="before-after",
+                                          max_height=320)
             with gr.Accordion("Draw a defect: paint over a normal face, then detect", open=False):
                 editor = gr.ImageEditor(str(Path(examples[0])) if examples else None, type="pil", image_mode="RGB",
                                         label="Paint sunglasses, a scribble or a blot; the heat map should find it",
@@ -119,25 +117,16 @@ def detect_tab(handlers, session, choices, best, examples, upload_limit):
                     painted = gr.Button("Detect the painted image", variant="primary", size="sm",
                                         elem_id="detect-painted")
             with gr.Accordion("How this model scores and what its heat map shows", open=False):
-                about = gr.Markdown(Handlers.about(shown) if shown else "", label="About the model")
+                about = gr.Markdown(texts.about(shown) if shown else "", label="About the model")
                 details = gr.JSON(label="Details")
-    outputs = [seen, picture, heat, overlay, verdict, details, chart, note, before_after]
-    painted.click(handlers.painted_image, editor, image, api_visibility="private")  # the drop zone runs it
-    from_current.click(lambda path: path, image, editor, api_visibility="private")
-    button.click(handlers.detect, [image, model, threshold, session], outputs, api_name="detect").failure(
-        handlers.cleared_detection, None, outputs, api_visibility="private")
-    image.change(handlers.refresh, [image, model, threshold, session], outputs, api_visibility="private").failure(
-        handlers.cleared_detection, None, outputs, api_visibility="private")
-    model.change(handlers.model_labels, [model, session], [picture, heat, legend, about],
-                 api_visibility="private").then(
-        handlers.refresh, [image, model, threshold, session], outputs, api_visibility="private").failure(
-        handlers.cleared_detection, None, outputs, api_visibility="private")
-    threshold.change(handlers.rejudge, [details, threshold, session], [verdict, details, chart],
-                     api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-    return SimpleNamespace(model=model, image=image, threshold=threshold, outputs=outputs)
+    answer = [seen, picture, heat, overlay, verdict, details, chart, note, before_after]  # /detect's, in order
+    return SimpleNamespace(model=model, image=image, threshold=threshold, button=button, verdict=verdict, chart=chart,
+                           seen=seen, picture=picture, note=note, heat=heat, overlay=overlay, legend=legend,
+                           before_after=before_after, editor=editor, from_current=from_current, painted=painted,
+                           about=about, details=details, answer=answer)
 
 
-def compare_tab(handlers, session, examples, upload_limit):
+def compare_tab(examples, upload_limit):
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             image = drop_zone(upload_limit)
@@ -148,26 +137,21 @@ def compare_tab(handlers, session, examples, upload_limit):
                 example_groups(examples, image)
         with gr.Column(scale=2):
             table = gr.Dataframe(label="Per model: percentile among its own normal images (comparable across "
-                                 "models), verdict, raw score (not comparable)", interactive=False,
-                                 elem_id="compare-table")
+                                 "models), verdict, raw score (not comparable); the ensemble's percentile is the "
+                                 "mean of theirs", interactive=False, elem_id="compare-table")
             sheet = gr.Image(label="Per model: input, heat map, overlay, and its own picture", format="png",
                              interactive=False, elem_id="compare-sheet", buttons=["download", "fullscreen"])
             legends = gr.Image(label="Heat map colours", format="png", interactive=False, buttons=[], height=200)
     with gr.Accordion("The figures as data", open=False):
         seen = gr.JSON(label="Per model: score, percentile, ROC-AUC")
-    outputs = [sheet, table, agreement, legends, seen]
-    clear = (lambda: (None, None, "", None, None), None, outputs)
-    button.click(handlers.compare, [image, threshold, session], outputs, api_name="compare").failure(
-        *clear, api_visibility="private")
-    image.change(handlers.compare_or_clear, [image, threshold, session], outputs, api_visibility="private").failure(
-        *clear, api_visibility="private")
-    threshold.change(handlers.rejudge_all, [seen, threshold], [table, agreement], api_visibility="private",
-                     show_progress="hidden", trigger_mode="always_last")
+    answer = [sheet, table, agreement, legends, seen]  # /compare's, in order
+    return SimpleNamespace(image=image, threshold=threshold, button=button, agreement=agreement, table=table,
+                           sheet=sheet, legends=legends, seen=seen, answer=answer)
 
 
-def evaluate_tab(handlers, session, names, detect):
-    """A test set scored once; the threshold then moves over the stored scores."""
-    sample = handlers.sample_testset is not None
+def evaluate_tab(names, sample):
+    """A test set scored once; the threshold then moves over the stored scores. `sample`: whether the
+    app bundles a sample test set."""
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             dataset = gr.Radio(["bundled sample", "upload"] if sample else ["upload"],
@@ -214,28 +198,19 @@ def evaluate_tab(handlers, session, names, detect):
                               "image)", interactive=False, max_height=400)
         files = gr.File(label="Downloads: everything in one zip, then per model HW8's submission (ID,score) and "
                         "every image's score, percentile and verdict", file_count="multiple")
-    run, shown = gr.State(), gr.State()
+    run, shown = gr.State(), gr.State()  # the run's key on the server; the images in the galleries
     moving = [at_threshold, confusion, histograms, flagged, false_positives, false_negatives, ranked, shown]
-    dataset.change(lambda choice: gr.Group(visible=choice == "upload"), dataset, uploads,
-                   api_visibility="private")
-    button.click(lambda: gr.Button(interactive=False), None, button, api_visibility="private").then(
-        handlers.evaluate, [dataset, images, labels, sources, models, mode, percentile, session],
-        [run, overview, ranking, curves, agreement, inspected, *moving, files, results], api_name="evaluate",
-        concurrency_limit=1).then(lambda: gr.Button(interactive=True), None, button, api_visibility="private")
-    gr.on([mode.change, percentile.change, inspected.input], handlers.at_threshold,
-          [run, mode, percentile, inspected], moving, api_visibility="private", trigger_mode="always_last",
-          show_progress="hidden")
-    gr.on([mode.change, percentile.release], handlers.downloads, [run, mode, percentile], files,
-          api_visibility="private", trigger_mode="always_last")
-    for gallery, key in ((flagged, "flagged"), (false_positives, "false_positives"),
-                         (false_negatives, "false_negatives")):
-        gallery.select(handlers.open_in_detect, [run, shown, gr.State(key)],
-                       [detect.image, detect.model, detect.tabs], api_visibility="private")
-    return models
+    return SimpleNamespace(dataset=dataset, uploads=uploads, images=images, labels=labels, sources=sources,
+                           models=models, button=button, overview=overview, ranking=ranking, curves=curves,
+                           agreement=agreement, mode=mode, percentile=percentile, inspected=inspected,
+                           results=results, at_threshold=at_threshold, confusion=confusion, histograms=histograms,
+                           flagged=flagged, false_positives=false_positives, false_negatives=false_negatives,
+                           ranked=ranked, files=files, run=run, shown=shown, moving=moving,
+                           answer=[run, overview, ranking, curves, agreement, inspected, *moving, files, results])
 
 
-def latent_tab(handlers, session, names, examples):
-    """Only models with a decoder have a latent space to explore."""
+def latent_tab(names, examples):
+    """Only models with a latent code (the autoencoders) have a space to explore."""
     gr.Markdown("Encode an image, then move its latent coordinates and watch the decoder answer. "
                 "Small latents (the fully connected model's) are the easiest to read.")
     with gr.Row():
@@ -248,19 +223,15 @@ def latent_tab(handlers, session, names, examples):
         with gr.Column(scale=2):
             note = gr.Markdown(label="Latent dimensions")
             decoded = gr.Image(label="Decoded from the sliders", elem_id="latent-decoded", **VIEW)
-            state = gr.State()
+            state = gr.State()  # the model's name and the whole code, sliders or not
             with gr.Row(elem_id="latent-sliders"):
                 sliders = [gr.Slider(-3, 3, value=0, step=0.01, visible=False, min_width=180, label=f"z[{i}]")
                            for i in range(MAX_LATENT_SLIDERS)]
-    button.click(handlers.encode, [image, model, session], [state, decoded, note, *sliders], api_name="encode")
-    gr.on([image.change, model.change], handlers.encode_if_image, [image, model, session],
-          [state, decoded, note, *sliders], api_visibility="private")
-    gr.on([s.input for s in sliders], handlers.decode, [session, state, *sliders], decoded,
-          api_name="decode", trigger_mode="always_last", show_progress="hidden")
-    return model
+    return SimpleNamespace(model=model, image=image, button=button, note=note, decoded=decoded, state=state,
+                           sliders=sliders, answer=[state, decoded, note, *sliders])
 
 
-def train_tab(handlers, session, detect_model, evaluate_models, latent_model):
+def train_tab(sample):
     """Bring normal images, train a detector on them, then use it in the other tabs."""
     gr.Markdown("Train a detector on your own normal images: product photos, parts, cells, digits. It "
                 "learns from normal images only, then joins the model choices of Detect, Compare and "
@@ -270,8 +241,7 @@ def train_tab(handlers, session, detect_model, evaluate_models, latent_model):
         with gr.Column(scale=1, min_width=300):
             files = gr.File(label="Normal images: a .zip of images, several image files, or an .npy",
                             file_count="multiple", file_types=[".zip", ".npy", "image"], elem_id="train-files")
-            sample = gr.Button("Use the sample faces (120 images)", size="sm",
-                               visible=handlers.sample_testset is not None)
+            use_sample = gr.Button("Use the sample faces (120 images)", size="sm", visible=sample)
             architecture = gr.Dropdown(list_models(), value=TrainConfig.arch, label="Architecture",
                                        info=f"{TrainConfig.arch}: the recommended general detector")
             length = gr.Radio(list(LENGTHS), value="quick", label="Training length")
@@ -288,7 +258,7 @@ def train_tab(handlers, session, detect_model, evaluate_models, latent_model):
             shown = gr.Gallery(label="Some of the images", columns=6, height="auto", object_fit="contain")
             trained_name = gr.Textbox(label="Trained model", interactive=False, elem_id="trained-name")
             status = gr.Markdown(elem_id="train-status", label="Training status")
-            loss = gr.Plot(label="Loss per epoch", format="png")
+            loss = gr.Plot(label="Loss per epoch", format="png", elem_id="train-loss")
             card = gr.Markdown(label="The trained model")
             download = gr.File(label="The checkpoint, as a zip (load_model and python -m ad take it as it is)")
             with gr.Accordion("Push to the Hugging Face Hub", open=False):
@@ -296,15 +266,10 @@ def train_tab(handlers, session, detect_model, evaluate_models, latent_model):
                 token = gr.Textbox(label="Token (write access; used for this push only, never kept)", type="password")
                 push = gr.Button("Push")
                 pushed = gr.Markdown()
-    gr.on([files.change, architecture.change, length.change], handlers.inspect_training_set,
-          [files, architecture, length], [report, shown, epochs], api_visibility="private")
-    sample.click(handlers.sample_faces, None, files, api_visibility="private")
-    run = button.click(handlers.train, [files, architecture, epochs, crop, name, session],
-                       [trained_name, status, loss, card, download, session, detect_model, evaluate_models,
-                        latent_model], api_name="train", concurrency_limit=1, concurrency_id="train")
-    stop.click(handlers.stop_training, None, status, api_visibility="private")
-    push.click(handlers.push, [trained_name, repo, token, session], pushed, api_visibility="private")
-    return run
+    return SimpleNamespace(files=files, use_sample=use_sample, architecture=architecture, length=length,
+                           epochs=epochs, crop=crop, name=name, button=button, stop=stop, report=report, shown=shown,
+                           trained_name=trained_name, status=status, loss=loss, card=card, download=download,
+                           repo=repo, token=token, push=push, pushed=pushed)
 
 
 def write_pictures_atomically():
@@ -333,17 +298,16 @@ def write_pictures_atomically():
 
 def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64, upload_limit=None):
     """The app: `examples_dir` holds example PNGs, `sample_testset` a labelled set in HW8's layout,
-    `upload_limit` the server's, as people read it ("300 MB")."""
+    `upload_limit` the server's, as people read it ("300 MB"). The callbacks are `demo.handlers`."""
     write_pictures_atomically()
     handlers = Handlers(zoo, sample_testset)
-    names = list(zoo.models)
-    decodable = [name for name, model in zoo.models.items() if hasattr(model, "decode")]
-    examples = example_images(examples_dir)
+    examples, sample = example_images(examples_dir), sample_testset is not None
     with gr.Blocks(title="Anomaly detection") as demo:
         gr.Markdown("# Anomaly detection\nEvery model here learned from normal images only (the shipped "
                     "ones from faces; the Train tab makes one from yours) and gives any image an anomaly "
-                    "score: the higher, the less it looks like its normal images. Beside the score, each model shows why, in its own terms: the "
-                    "title of each picture says what it shows for the model on screen.")
+                    "score: the higher, the less it looks like its normal images. Beside the score, each model "
+                    "shows why, in its own terms: the title of each picture says what it shows for the model on "
+                    "screen.")
         if zoo.errors:
             gr.Markdown("**Models that could not be loaded:**\n" + "\n".join(
                 f"- `{name}`: {reason}" for name, reason in zoo.errors.items()), elem_id="load-errors")
@@ -351,15 +315,18 @@ def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64, uploa
         session = gr.State(None, time_to_live=sessions.SESSION_SECONDS, delete_callback=sessions.forget)
         with gr.Tabs() as tabs:
             with gr.Tab("Detect", id="detect"):
-                detect = detect_tab(handlers, session, *model_choices(zoo), examples, upload_limit)
-                detect.tabs = tabs
+                detect = detect_tab(zoo, examples, upload_limit)
             with gr.Tab("Compare", id="compare"):
-                compare_tab(handlers, session, examples, upload_limit)
+                compare = compare_tab(examples, upload_limit)
             with gr.Tab("Evaluate", id="evaluate"):
-                evaluate_models = evaluate_tab(handlers, session, names, detect)
+                evaluate = evaluate_tab(list(zoo.models), sample)
             with gr.Tab("Latent", id="latent"):
-                latent_model = latent_tab(handlers, session, decodable, examples)
+                latent = latent_tab(handlers.latent_names(), examples)
             with gr.Tab("Train", id="train"):
-                train_tab(handlers, session, detect.model, evaluate_models, latent_model)
+                train = train_tab(sample)
+        handlers.page = SimpleNamespace(tabs=tabs, session=session, detect=detect, compare=compare,
+                                        evaluate=evaluate, latent=latent, train=train)
+        events.wire(handlers, handlers.page)
     demo.queue(max_size=queue_size, default_concurrency_limit=2)  # 2 vCPUs: more at once only queues
+    demo.handlers = handlers  # for calls in-process (tests, benchmarks)
     return demo

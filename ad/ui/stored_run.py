@@ -1,4 +1,4 @@
-"""The Evaluate tab's data: one test set scored once by several models, read at any threshold.
+"""A stored evaluation run: one test set scored once by several models, read at any threshold (the Evaluate tab).
 
 Everything here is computed from the stored scores, so moving the threshold never calls a model.
 """

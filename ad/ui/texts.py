@@ -1,0 +1,114 @@
+"""What the page says about models and their verdicts: menus, descriptions, notes and the Compare table."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ad.scoring import verdict
+from ad.ui.render import VERDICT_COLOURS
+
+SMALL_IMAGE = 32  # px: an upload smaller than this on its short side is mostly made up by the upscaling
+ENSEMBLE = "ensemble (mean percentile)"  # Compare's last row: the mean of the models' percentiles
+
+
+def roc_auc(model):
+    return model.metrics.get("roc_auc", {}).get("overall")
+
+
+def choice_labels(models):
+    """(label, name) dropdown entries: each model in a few words, with its measured ROC-AUC."""
+    def label(name, model):
+        auc = roc_auc(model)
+        return f"{name}: {model.tagline}" + (f" (ROC-AUC {auc:.3f})" if auc is not None else "")
+    return [(label(name, m), name) for name, m in models.items()]
+
+
+def best_model(models):
+    """The name of the model with the highest measured ROC-AUC (the one a page opens with)."""
+    return max(models, key=lambda name: roc_auc(models[name]) or 0.0, default=None)
+
+
+def about(model):
+    return (f"{model.summary}  \n**Score**: {model.score_description}; higher is more anomalous, and the "
+            f"percentile says how it ranks among held-out normal images.  \n**Heat map**: "
+            f"{model.heat_title.lower()}, in {model.heat_unit}; full colour at {model.heat_full_scale:g}.")
+
+
+def before_after_label(model):
+    """The before/after slider shows the input beside the reconstruction, or beside the overlay."""
+    after = "its reconstruction" if model.reconstructs else "the heat map over it"
+    return f"Before and after: drag to compare the input with {after}"
+
+
+def what_it_sees(model, size):
+    note = f"The model reads {model.sees()}."
+    width, height = size
+    if min(width, height) < SMALL_IMAGE:
+        note += (f"  \n**This image is {width}x{height} px**, much smaller than the 64x64 the models "
+                 "read: it was blown up, so its fine detail is made up by the upscaling.")
+    return note
+
+
+def latent_note(name, dimensions, shown):
+    return (f"{name}: {dimensions} latent dimensions"
+            + (f"; the first {shown} are sliders, the rest stay as encoded" if shown < dimensions else ""))
+
+
+def no_latent(name, names):
+    return (f"{name} has no latent code to explore; choose one of {', '.join(names)}" if names
+            else f"{name} has no latent code to explore, and no model here has one")
+
+
+def training_report(count, skipped, length, epochs, steps, seconds):
+    report = f"**{count:,} images** read"
+    if skipped:
+        report += (f", **{len(skipped)} skipped**: " + "; ".join(reason for _, reason in skipped[:3])
+                   + ("; ..." if len(skipped) > 3 else ""))
+    return report + (f".  \n{length.capitalize()} training: {epochs} passes ({epochs * steps} steps), about "
+                     f"{max(5, round(seconds, -1)):.0f} s on this machine.")
+
+
+def ready(name, epochs_done, epochs):
+    stopped = f" (stopped after epoch {epochs_done})" if epochs_done < epochs else ""
+    return (f"**{name}** is ready{stopped}: pick it in Detect, Compare and Evaluate. It lasts as long as "
+            "this page's session.")
+
+
+def card(model, folder, image_count):
+    record = model.training_record
+    return (f"**{Path(folder).name}**: `{model.architecture}`, {model.parameter_count():,} parameters, "
+            f"trained on {image_count:,} images ({record['config']['holdout']:.0%} held out "
+            f"to calibrate it) for {len(record.get('history', []))} epochs in "
+            f"{record.get('history', [{}])[-1].get('seconds', 0):.0f} s. Options: "
+            f"`{json.dumps({k: v for k, v in model.config.items() if k != 'architecture'})}`  \n"
+            f"{model.summary}")
+
+
+def compare_table(seen, threshold_percentile):
+    """Rows by model: ROC-AUC, percentile (comparable across models), verdict, score; the ensemble
+    last, whose figure is the mean percentile (it has no score of its own); the most reliable model
+    starred; and a sentence on who disagrees."""
+    trusted = max(seen, key=lambda r: r["roc_auc"] or 0.0)["model"] if any(r["roc_auc"] for r in seen) else None
+    rows = [[("★ " if r["model"] == trusted else "") + r["model"], r["roc_auc"], round(r["percentile"], 2),
+             verdict(r["percentile"], threshold_percentile), float(f"{r['score']:.4g}")] for r in seen]
+    mean = sum(r["percentile"] for r in seen) / len(seen)
+    rows.append([ENSEMBLE, None, round(mean, 2), verdict(mean, threshold_percentile), None])
+    table = pd.DataFrame(rows, columns=["model", "ROC-AUC", "percentile", "verdict", "score"])
+
+    def blank_or(form):  # the ensemble has no ROC-AUC and no score: an empty cell
+        return lambda v: "" if pd.isna(v) else form.format(v)
+    styled = table.style.map(lambda v: f"color: {VERDICT_COLOURS[v]}; font-weight: bold", subset=["verdict"]).format(
+        {"ROC-AUC": blank_or("{:.3f}"), "percentile": "{:.2f}", "score": blank_or("{:.4g}")})
+    return styled, disagreement(rows[:-1], trusted)
+
+
+def disagreement(rows, trusted):
+    by_verdict = {}
+    for row in rows:
+        by_verdict.setdefault(row[3], []).append(row[0].removeprefix("★ "))
+    trust = f" The most reliable here is **{trusted}** (highest ROC-AUC): trust its verdict." if trusted else ""
+    if len(by_verdict) == 1:
+        return f"All {len(rows)} models agree: **{next(iter(by_verdict))}**.{trust}"
+    return ("The models **disagree**: " + "; ".join(f"{', '.join(names)} call{'s' * (len(names) == 1)} it {word}"
+                                                  for word, names in sorted(by_verdict.items())) + "." + trust)

@@ -1,0 +1,103 @@
+"""What visitors upload, read for the models: one image, a training set, a test set."""
+
+import hashlib
+import io
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ad.data import IMAGE_SUFFIXES, load_images, load_test_set, open_image
+from ad.errors import InputError
+
+MAX_TRAIN_IMAGES = 20_000  # a visitor's upload; larger sets train with train.py
+_FORMAT_NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WebP"}
+_FORMATS = sorted({_FORMAT_NAMES.get(suffix, suffix[1:].upper()) for suffix in IMAGE_SUFFIXES}, key=str.lower)
+IMAGE_FORMATS = ", ".join(_FORMATS[:-1]) + " or " + _FORMATS[-1]  # "BMP, GIF, JPEG, PNG, TIFF or WebP"
+
+
+def names_image_formats(function):
+    """Fill `{formats}` in a callback's docstring (what agents read as the tool's description)."""
+    function.__doc__ = function.__doc__.replace("{formats}", IMAGE_FORMATS)
+    return function
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A dropped image, read once: the pixels the models read, a digest of its bytes, its own size."""
+
+    image: np.ndarray  # uint8 (64, 64, 3)
+    digest: str
+    size: tuple  # (width, height) as uploaded
+
+
+def read_upload(path):
+    if not path:
+        raise InputError("no image yet: drop, upload or paste one first")
+    name = Path(path).name
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(f"{name}: cannot be read ({e.strerror})") from None
+    image = open_image(data, name=name)  # refuses what is not an image, with a message
+    with Image.open(io.BytesIO(data)) as original:  # the header only: open_image read it already
+        size = original.size
+    return Upload(image, hashlib.sha1(data).hexdigest(), size)
+
+
+def save_picture(image, prefix, name):
+    """A picture as a PNG in a folder of its own (per request: visitors never collide); its path."""
+    path = Path(tempfile.mkdtemp(prefix=prefix)) / f"{name}.png"
+    (image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))).convert("RGB").save(path)
+    return str(path)
+
+
+def training_images(files):
+    """(images, skipped) of a training upload: one .npy, one .zip, or any number of image files."""
+    files = [Path(f) for f in (files or [])]
+    if not files:
+        raise InputError("no training images yet: upload a .zip of images, several image files or an .npy")
+    skipped = []
+    if len(files) == 1 and files[0].suffix.lower() in (".zip", ".npy"):
+        images, _ = load_images(files[0], skipped)
+    else:
+        if any(f.suffix.lower() not in IMAGE_SUFFIXES for f in files):
+            raise InputError("upload one .zip or one .npy, or any number of image files, not a mix "
+                             f"(got {', '.join(sorted({f.suffix or f.name for f in files}))})")
+        with tempfile.TemporaryDirectory(prefix="ad-upload-") as scratch:  # gathered as one folder
+            for i, f in enumerate(files):
+                shutil.copy(f, Path(scratch) / f"{i:05d}-{f.name}")  # two uploads may share a name
+            images, _ = load_images(Path(scratch), skipped)
+    return images, skipped
+
+
+def refuse_too_many(images):
+    if len(images) > MAX_TRAIN_IMAGES:
+        raise InputError(f"{len(images):,} images; the app trains on at most {MAX_TRAIN_IMAGES:,} "
+                         "(train larger sets with train.py)")
+
+
+def sample_files(folder):
+    """The bundled sample test set's files, in HW8's layout: (images, labels, sources)."""
+    if folder is None:
+        raise InputError("this app has no bundled sample test set; upload one")
+    return tuple(Path(folder) / name for name in ("testingset.npy", "testing_labels.npy", "testing_sources.npy"))
+
+
+def uploaded_test_set(images_file, labels_file, sources_file):
+    if not images_file:
+        raise InputError("upload the test images: an .npy (labels optional, as .npy or .csv), or a .zip "
+                         "(labelled by its sub-folders good/ and one per kind of anomaly, if it has them)")
+    return load_test_set(images_file, labels_file, sources_file, require_labels=False)
+
+
+def sample_faces_file(folder):
+    """The bundled sample set's normal faces as one .npy (a training set to try the Train tab with)."""
+    images, labels, _ = sample_files(folder)
+    faces = load_test_set(images, labels)
+    path = Path(tempfile.mkdtemp(prefix="ad-sample-")) / "sample_faces.npy"
+    np.save(path, np.asarray(faces.images[faces.labels == 0]))
+    return str(path)
