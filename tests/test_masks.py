@@ -6,7 +6,7 @@ from PIL import Image
 
 from ad.data import load_test_set, open_image
 from ad.errors import InputError
-from ad.masks import find_masks_folder, fit_mask, image_sizes, load_masks
+from ad.data.masks import find_masks_folder, fit_mask, image_sizes, load_masks
 
 SIZES = {"good/a.png": (4, 6), "good/b.jpg": (5, 5), "crack/c1.jpg": (5, 8), "crack/c2.png": (6, 3)}  # (H, W)
 

@@ -63,12 +63,17 @@ def image_to_array(image, name="image", size=IMAGE_SIZE, fit=CENTRE):
         image = _to_rgb(image)
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{name}: the image data is corrupt or truncated ({e})") from None
+    return np.asarray(fit_square(image, size, fit), dtype=np.uint8).copy()
+
+
+def fit_square(image, size, fit, resample=Image.Resampling.BICUBIC):
+    """A PIL picture onto the size x size square as FITS says: pictures and their masks both go
+    through here, so a mask always lies where its picture's pixels went."""
     if fit == CENTRE:
         side = min(image.size)
         left, top = (image.width - side) // 2, (image.height - side) // 2
         image = image.crop((left, top, left + side, top + side))
-    image = image.resize((size, size), Image.Resampling.BICUBIC)  # a picture already that size is copied
-    return np.asarray(image, dtype=np.uint8).copy()
+    return image.resize((size, size), resample)  # a picture already that size is copied
 
 
 def _to_rgb(image):

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ad.data import IMAGE_SUFFIXES, MAX_PIXELS
+from ad.data.arrays import FITS, MAX_PIXELS, fit_square
+from ad.data.images import IMAGE_SUFFIXES
 from ad.errors import InputError
 
-FITS = ("centre", "whole")  # centre square crop then resize, or the whole image squashed to a square
 MASK_SUFFIXES = ("", "_mask")  # <name>.png, and MVTec AD's <name>_mask.png
 
 
@@ -107,21 +107,10 @@ def _refuse_masks_without_images(masks_folder, names):
                          "<kind>/<name>_mask.png for a test image <kind>/<name>.<ext>")
 
 
-def fit_mask(mask, size, fit="centre"):
+def fit_mask(mask, size, fit):
     """A boolean (H, W) mask -> (size, size), brought onto the model's input as its image is."""
     if fit not in FITS:
         raise InputError(f"fit '{fit}': expected one of {', '.join(FITS)}")
-    image = _fit_square(Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255, "L"), size, fit,
-                        Image.Resampling.BILINEAR)
+    image = fit_square(Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255, "L"), size, fit,
+                       Image.Resampling.BILINEAR)
     return np.asarray(image) > 127
-
-
-def _fit_square(image, size, fit, resample):
-    """The same geometry as ad.data's image reading (image_to_array): "centre" crops the centred
-    square (offsets rounded down) and resizes it; "whole" resizes the whole image, aspect not kept.
-    To be shared with the image reader, so that a mask always lies where its image's pixels went."""
-    if fit == "centre":
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-    return image.resize((size, size), resample)
