@@ -217,8 +217,9 @@ def build_parser():
     score.add_argument("--out", required=True, help="CSV to write")
     score.add_argument("--details", metavar="CSV", help="also write every image's file name, score, "
                        "percentile among normal images and verdict")
-    score.add_argument("--threshold-percentile", type=float, default=THRESHOLD_PERCENTILE, help="the verdicts' "
-                       f"threshold: this percentile of the model's held-out normal scores (default: {THRESHOLD_PERCENTILE:g})")
+    score.add_argument("--threshold-percentile", type=float, default=THRESHOLD_PERCENTILE,
+                       help="the verdicts' threshold: this percentile of the model's held-out normal scores "
+                       f"(default: {THRESHOLD_PERCENTILE:g})")
     score.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)
 
     evaluate = commands.add_parser("evaluate", help="ROC-AUC, average precision, TPR at low FPR, F1; "

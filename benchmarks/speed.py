@@ -104,7 +104,8 @@ def evaluate_tab_seconds(models, images, labels, sources):
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    processor = platform.processor() or platform.machine()
+    return f"{processor}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def main():

@@ -86,7 +86,8 @@ def test_evaluate_reports_sklearn_auc_per_source_and_an_ensemble(trained, data_f
 def test_evaluate_at_a_threshold_percentile_counts_what_the_verdicts_would_be(trained, data_files, capsys):
     folder = str(trained("fcn"))
     test = ["--images", str(data_files / "testingset.npy"), "--labels", str(data_files / "testing_labels.npy")]
-    status, out, err = run(["evaluate", "--checkpoint", folder, *test, "--threshold-percentile", "95", "--json"], capsys)
+    status, out, err = run(["evaluate", "--checkpoint", folder, *test, "--threshold-percentile", "95", "--json"],
+                           capsys)
     assert status == 0, err
     at = json.loads(out)["fcn"]["at_threshold"]
     model, labels = load_model(folder), np.load(data_files / "testing_labels.npy")
@@ -101,8 +102,9 @@ def test_evaluate_at_a_threshold_percentile_counts_what_the_verdicts_would_be(tr
 
 
 def test_score_writes_every_image_with_its_percentile_and_verdict(trained, data_files, tmp_path, capsys):
-    status, out, err = run(["score", "--checkpoint", str(trained("fcn")), "--images", str(data_files / "testingset.npy"),
-                            "--out", str(tmp_path / "s.csv"), "--details", str(tmp_path / "d.csv")], capsys)
+    status, out, err = run(["score", "--checkpoint", str(trained("fcn")), "--images",
+                            str(data_files / "testingset.npy"), "--out", str(tmp_path / "s.csv"),
+                            "--details", str(tmp_path / "d.csv")], capsys)
     assert status == 0 and "anomalous) to" in out, err
     rows = list(csv.DictReader(open(tmp_path / "d.csv")))
     assert len(rows) == 80 and {r["verdict"] for r in rows} == {"normal", "anomalous"}

@@ -118,7 +118,11 @@ def test_two_process_torchrun_trains_one_checkpoint(data_files, tmp_path):
 def test_a_short_run_reaches_its_peak_learning_rate_and_learns(data_files, test_images, tmp_path, monkeypatch):
     images, labels, _ = test_images
     rates, real_rate = [], ad.training.learning_rate
-    monkeypatch.setattr(ad.training, "learning_rate", lambda *args: rates.append(real_rate(*args)) or rates[-1])
+
+    def recorded_rate(*args):
+        rates.append(real_rate(*args))
+        return rates[-1]
+    monkeypatch.setattr(ad.training, "learning_rate", recorded_rate)
     cfg = train_config(data_files, tmp_path / "fcn", epochs=2, warmup_steps=TrainConfig.warmup_steps)
     train(cfg)
     assert len(rates) < cfg.warmup_steps  # shorter than the warmup it was given
@@ -133,7 +137,12 @@ import json, sys
 import ad.training
 from ad.training import TrainConfig, train
 epochs, real_epoch = [], ad.training.train_one_epoch
-ad.training.train_one_epoch = lambda run, epoch: epochs.append(epoch) or real_epoch(run, epoch)
+
+def counted_epoch(run, epoch):
+    epochs.append(epoch)
+    return real_epoch(run, epoch)
+
+ad.training.train_one_epoch = counted_epoch
 train(TrainConfig(**json.loads(sys.argv[1])), on_epoch=lambda record: record["epoch"] == 1)
 print("epochs trained:", len(epochs))
 """
