@@ -7,9 +7,10 @@ from ad.data import FITS
 from ad.models.base import CALIBRATION_POINTS
 
 
-METRIC_TITLES = {"roc_auc": "ROC-AUC", "average_precision": "average precision",
-                 "tpr_at_1%_fpr": "anomalies caught at 1% false positives",
-                 "tpr_at_5%_fpr": "anomalies caught at 5% false positives"}
+def metric_titles():
+    """{metric key: its title}, from ad.evaluation's table (imported here: it loads scikit-learn)."""
+    from ad.evaluation import METRICS
+    return {key: metric.title for key, metric in METRICS.items()}
 
 
 def eval_results(metrics, training=None):
@@ -23,7 +24,7 @@ def eval_results(metrics, training=None):
                        dataset_split="test", dataset_config=subset, metric_type=key,
                        metric_name=f"{title} ({'all' if subset == 'overall' else 'normal vs ' + subset})",
                        metric_value=round(float(value), 4))
-            for key, title in METRIC_TITLES.items() if key in metrics
+            for key, title in metric_titles().items() if key in metrics
             for subset, value in sorted(metrics[key].items(), key=lambda kv: (kv[0] != "overall", kv[0]))]
 
 
@@ -37,7 +38,7 @@ def model_card(model, metrics=None, training=None):
     data = ModelCardData(library_name=info.library_name, license=info.license,
                          tags=sorted(set(info.tags or []) | {model.architecture}),
                          pipeline_tag="image-classification", model_name=f"{model.architecture} anomaly detector",
-                         metrics=[key for key in METRIC_TITLES if key in metrics] if metrics else None,
+                         metrics=[key for key in metric_titles() if key in metrics] if metrics else None,
                          eval_results=eval_results(metrics, training) if metrics else None)
     options = {k: v for k, v in model.config.items() if k != "architecture"}
     lines = [f"# `{model.architecture}` anomaly detector", "",
@@ -60,7 +61,7 @@ def model_card(model, metrics=None, training=None):
               "weights (`normal_score_quantiles`), so a score reads as a percentile of normal images; "
               f"the default verdict threshold is the 99th percentile ({model.threshold(99):.4g})."]
     if metrics:
-        columns = [(key, title) for key, title in METRIC_TITLES.items() if key in metrics]
+        columns = [(key, title) for key, title in metric_titles().items() if key in metrics]
         lines += ["", f"## Test results ({metrics.get('test_images', '?')} images)", "",
                   "| subset | " + " | ".join(title for _, title in columns) + " |",
                   "|---" * (len(columns) + 1) + "|"]

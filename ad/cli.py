@@ -19,6 +19,7 @@ from ad.training import TrainConfig
 BATCH_SIZE_HELP = f"default: {CPU_BATCH_SIZE} on CPU, {GPU_BATCH_SIZE} on GPU"
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 RUN_FLAGS = {"out", "resume", "command"}  # what a resumed run may be given anew
+THRESHOLD_PERCENTILE = 99.0  # score --details' verdicts: above 99% of held-out normal images' scores
 
 
 def add_train_arguments(parser):
@@ -127,7 +128,7 @@ def run_score(args):
 
 
 def run_evaluate(args):
-    from ad.evaluation import at_threshold, best_f1_threshold, format_table, metrics_by_source, rank_average
+    from ad.evaluation import at_threshold, best_f1_threshold, metrics_by_source, rank_average
 
     results, all_scores, test_sets = {}, [], {}  # the test set read once per input format
     for source in args.checkpoint:
@@ -150,16 +151,23 @@ def run_evaluate(args):
         results["ensemble"] = metrics_by_source(test_set.labels, rank_average(all_scores), test_set.sources)
     if args.json:
         print(json.dumps(results, indent=2))
-        return
-    print("ROC-AUC, overall and normal vs each kind of anomaly:")
-    print(format_table({name: r["roc_auc"] for name, r in results.items()}))
-    print("\nOverall: average precision, share of anomalies caught at 1% and 5% false positives, best F1:")
-    print(format_table({name: {"AP": r["average_precision"]["overall"], "TPR@1%FPR": r["tpr_at_1%_fpr"]["overall"],
-                               "TPR@5%FPR": r["tpr_at_5%_fpr"]["overall"],
+    else:
+        _print_evaluation(results, args.threshold_percentile)
+
+
+def _print_evaluation(results, threshold_percentile):
+    """The tables: ROC-AUC per kind of anomaly, every other metric overall, the verdicts at a threshold."""
+    from ad.evaluation import METRICS, format_table
+
+    per_source, others = "roc_auc", [key for key in METRICS if key != "roc_auc"]
+    print(f"{METRICS[per_source].title}, overall and normal vs each kind of anomaly:")
+    print(format_table({name: r[per_source] for name, r in results.items()}))
+    print("\nOverall: " + ", ".join(METRICS[key].title for key in others) + ", best F1:")
+    print(format_table({name: {**{METRICS[key].column: r[key]["overall"] for key in others if key in r},
                                **({"best F1": r["best_f1"]["f1"]} if "best_f1" in r else {})}
                         for name, r in results.items()}))
-    if args.threshold_percentile is not None:
-        print(f"\nAt the {args.threshold_percentile:g}th percentile of each model's normal scores:")
+    if threshold_percentile is not None:
+        print(f"\nAt the {threshold_percentile:g}th percentile of each model's normal scores:")
         print(format_table({name: {k: r["at_threshold"][k] for k in AT_THRESHOLD_COLUMNS}
                             for name, r in results.items() if "at_threshold" in r}))
 
@@ -218,8 +226,9 @@ def build_parser():
     score.add_argument("--out", required=True, help="CSV to write")
     score.add_argument("--details", metavar="CSV", help="also write every image's file name, score, "
                        "percentile among normal images and verdict")
-    score.add_argument("--threshold-percentile", type=float, default=99.0, help="the verdicts' threshold: "
-                       "this percentile of the model's held-out normal scores (default: 99)")
+    score.add_argument("--threshold-percentile", type=float, default=THRESHOLD_PERCENTILE,
+                       help="the verdicts' threshold: this percentile of the model's held-out normal scores "
+                       f"(default: {THRESHOLD_PERCENTILE:g})")
     score.add_argument("--batch-size", type=int, help=BATCH_SIZE_HELP)
 
     evaluate = commands.add_parser("evaluate", help="ROC-AUC, average precision, TPR at low FPR, F1; "

@@ -3,6 +3,7 @@ threshold, the errors at it, agreement between models, and the CSVs people take 
 
 import csv
 import io
+from typing import NamedTuple
 
 import numpy as np
 from scipy.stats import rankdata
@@ -12,6 +13,21 @@ from ad.data import check_two_classes
 from ad.files import write_text
 
 FALSE_POSITIVE_RATES = (0.01, 0.05)  # "how many anomalies are caught if 1% (5%) of normal images are flagged"
+
+
+class Metric(NamedTuple):
+    title: str  # in words: the model card's
+    column: str  # a table column's: the app's and the command line's
+
+
+# Every metric's name, said once: metrics.json's keys, the model card, `python -m ad evaluate`'s
+# table and the app's Evaluate table all read it, in this order.
+METRICS = {
+    "roc_auc": Metric("ROC-AUC", "ROC-AUC"),
+    "average_precision": Metric("average precision", "average precision"),
+    "tpr_at_1%_fpr": Metric("anomalies caught at 1% false positives", "caught at 1% FPR"),
+    "tpr_at_5%_fpr": Metric("anomalies caught at 5% false positives", "caught at 5% FPR"),
+}
 
 
 def roc_auc(labels, scores):
@@ -31,8 +47,13 @@ def ranking_metrics(labels, scores):
     metrics = {"roc_auc": float(roc_auc_score(labels, scores)),
                "average_precision": float(average_precision_score(labels, scores))}
     for rate in FALSE_POSITIVE_RATES:
-        metrics[f"tpr_at_{rate:.0%}_fpr"] = tpr_at_fpr(labels, scores, rate)
+        metrics[tpr_key(rate)] = tpr_at_fpr(labels, scores, rate)
     return metrics
+
+
+def tpr_key(false_positive_rate):
+    """The METRICS key of the anomalies caught at this false positive rate: 0.01 -> 'tpr_at_1%_fpr'."""
+    return f"tpr_at_{false_positive_rate:.0%}_fpr"
 
 
 def source_subsets(labels, sources=None):

@@ -1,4 +1,9 @@
-"""The training loop: one plain loop with held-out calibration, atomic checkpoints, resume and DDP."""
+"""The training loop: one plain loop with held-out calibration, atomic checkpoints, resume and DDP.
+
+`train` reads top to bottom as nanoGPT's train.py does: set up the run, then for each epoch train
+one pass, end the epoch (held-out loss, calibration, checkpoint, log) and decide, on every rank at
+once, whether to go on.
+"""
 
 import math
 import os
@@ -21,6 +26,9 @@ from ad.scoring import anomaly_scores
 
 
 MIN_EPOCHS, MIN_STEPS, MAX_EPOCHS = 3, 100, 50  # what `epochs=None` means
+WARMUP_SHARE = 0.1  # the warmup takes at most this share of a run's steps
+LOG_EVERY = 10  # steps between the progress bar's loss readings (each waits for the GPU)
+HELD_OUT_BATCH = 256
 
 
 @dataclass
@@ -35,7 +43,7 @@ class TrainConfig:
     batch_size: int = 128  # fits a CPU's caches; per process under torchrun
     lr: float = 2e-3  # AdamW peak; cosine-decayed to 1% over the run
     weight_decay: float = 1e-4  # light: the small latents already regularise
-    warmup_steps: int = 100  # BatchNorm statistics settle before full steps
+    warmup_steps: int = 100  # BatchNorm statistics settle before full steps (at most a tenth of the run)
     crop: tuple | None = None  # (top, left, height, width) read by the model; saved in its config
     image_size: int = IMAGE_SIZE  # side of the square every picture is read at (HW8's 64); saved in its config
     fit: str = CENTRE  # how a picture becomes that square: "centre" square or "whole" (ad.data.FITS)
@@ -64,6 +72,45 @@ class Objective(nn.Module):
         return self.model.loss(x)
 
 
+@dataclass
+class Run:
+    """What one run holds, so that each step below takes one argument (nanoGPT keeps these global)."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    images: np.ndarray  # (N, 64, 64, 3) uint8, training and held-out images both
+    train_idx: np.ndarray
+    holdout_idx: np.ndarray
+    test_set: object  # ad.data.TestSet or None
+    model: nn.Module
+    objective: nn.Module  # the model's loss, DDP-wrapped under torchrun
+    optimizer: torch.optim.Optimizer
+    start_epoch: int
+    history: list  # one record per finished epoch
+    started: float  # time.time() at the start, less the seconds a resumed run had already spent
+    autocast_dtype: torch.dtype = field(init=False)
+    scaler: torch.amp.GradScaler = field(init=False)
+    per_rank: int = field(init=False)  # training images per process
+    batch_size: int = field(init=False)
+    steps_per_epoch: int = field(init=False)
+
+    def __post_init__(self):
+        cuda = self.device.type == "cuda"
+        self.autocast_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cuda and self.autocast_dtype == torch.float16)
+        self.per_rank = len(self.train_idx) // self.world
+        self.batch_size = min(self.cfg.batch_size, self.per_rank)
+        self.steps_per_epoch = self.per_rank // self.batch_size  # no partial batch: BatchNorm dislikes size 1
+        if self.cfg.epochs is None:  # stated in the run's record, so --resume continues with the same
+            self.cfg = replace(self.cfg, epochs=default_epochs(self.steps_per_epoch))
+
+    @property
+    def total_steps(self):
+        return self.steps_per_epoch * self.cfg.epochs
+
+
 def setup_distributed():
     """(rank, world_size, local_rank); starts a process group when launched by torchrun."""
     if "RANK" not in os.environ:
@@ -89,10 +136,17 @@ def default_epochs(steps_per_epoch):
     return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / max(1, steps_per_epoch))))
 
 
+def warmup_steps(total_steps, cfg):
+    """cfg.warmup_steps, but at most a tenth of the run: a short run reaches its peak rate too."""
+    return min(cfg.warmup_steps, int(total_steps * WARMUP_SHARE))
+
+
 def learning_rate(step, total_steps, cfg):
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    """Linear warmup to cfg.lr, then a cosine decay to 1% of it by the end of the run."""
+    warmup = warmup_steps(total_steps, cfg)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
@@ -102,17 +156,27 @@ def train(cfg, on_epoch=None):
     `on_epoch(record)`, when given, is called after each epoch's checkpoint is written, with
     {"epoch", "epochs", "train_loss", "held_out_loss", "seconds"}; if it returns True, training
     stops there, and the folder holds that epoch's calibrated model (the app's Stop button).
+    Under torchrun it is called on rank 0, and every rank stops at the same epoch.
     """
     rank, world, local_rank = setup_distributed()
     try:
-        return _train(cfg, rank, world, local_rank, on_epoch)
+        run = start_run(cfg, rank, world, local_rank)
+        for epoch in range(run.start_epoch, run.cfg.epochs):
+            train_loss = train_one_epoch(run, epoch)
+            stop = end_epoch(run, epoch, train_loss, on_epoch) if rank == 0 else False
+            if stop_everywhere(run, stop):
+                break
+        return run.model
     finally:
         if world > 1:
             dist.destroy_process_group()
 
 
-def _train(cfg, rank, world, local_rank, on_epoch=None):
-    device = pick_device(local_rank)
+# ---------------------------------------------------------------- setup
+
+
+def start_run(cfg, rank, world, local_rank):
+    """Check the options, read the images, build (or restore) the model and its optimizer."""
     if not cfg.out or not (cfg.resume or cfg.data):
         raise InputError("training needs the normal images (--data) and a folder to write (--out); "
                          "--resume needs only --out")
@@ -121,14 +185,7 @@ def _train(cfg, rank, world, local_rank, on_epoch=None):
     state = checkpoint.read_resume_state(cfg.out) if cfg.resume else None
     if state is not None:  # continue with the settings the run started with
         cfg = TrainConfig(**{**state["train_config"], "out": cfg.out, "resume": True, "overwrite": False})
-    images, skipped = load_normal_images(cfg.data, cfg.image_size, cfg.fit)  # the model's input format
-    if skipped and rank == 0:
-        tqdm.write(f"skipped {len(skipped)} unreadable file(s) of {len(images) + len(skipped)}: "
-                   + "; ".join(reason for _, reason in skipped[:5]) + ("; ..." if len(skipped) > 5 else ""))
-    if cfg.limit and cfg.limit < len(images):  # spread out: HW8-style files may be sorted by pose
-        images = images[np.linspace(0, len(images) - 1, cfg.limit).round().astype(int)]
-    if len(images) < MIN_TRAINING_IMAGES:
-        raise InputError(f"--limit {cfg.limit}: training needs at least {MIN_TRAINING_IMAGES} images")
+    images = read_training_images(cfg, rank)
     train_idx, holdout_idx = split_holdout(len(images), cfg.holdout, cfg.seed)
     # fail on bad test files now, not after hours of training
     test_set = load_test_set(cfg.test, cfg.labels, cfg.sources, cfg.source_names, size=cfg.image_size,
@@ -141,6 +198,7 @@ def _train(cfg, rank, world, local_rank, on_epoch=None):
         start_epoch, history = 0, []
     else:
         model, start_epoch, history = state["model"], state["epoch"], state["history"]
+    device = pick_device(local_rank)
     model.to(device)
     objective = Objective(model)
     if world > 1:
@@ -149,74 +207,113 @@ def _train(cfg, rank, world, local_rank, on_epoch=None):
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
-
-    autocast_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() \
-        else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and autocast_dtype == torch.float16)
-    per_rank = len(train_idx) // world
-    batch_size = min(cfg.batch_size, per_rank)
-    steps_per_epoch = per_rank // batch_size  # drop the last partial batch: BatchNorm dislikes size 1
-    if cfg.epochs is None:  # stated in the run's record, so --resume continues with the same
-        cfg = replace(cfg, epochs=default_epochs(steps_per_epoch))
-    total_steps = steps_per_epoch * cfg.epochs
     started = time.time() - (history[-1]["seconds"] if history else 0.0)
-
-    for epoch in range(start_epoch, cfg.epochs):
-        # Everything random is seeded by (seed, epoch, rank), so a resumed run repeats exactly.
-        torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + rank)
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)
-        order = order[rank * per_rank:(rank + 1) * per_rank]
-        model.train()
-        bar = tqdm(range(steps_per_epoch), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}",
-                   disable=None if rank == 0 else True,  # None: only on a terminal, not in logs
-                   leave=False, unit="batch")
-        running = 0.0
-        for i in bar:
-            step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, cfg)
-            batch = np.sort(order[i * batch_size:(i + 1) * batch_size])  # sorted reads suit a memmap
-            x = model.preprocess(images[batch])
-            if cfg.flip and not model.mirror_sensitive:
-                mirror = torch.rand(len(x), device=device) < 0.5
-                x = torch.where(mirror[:, None, None, None], x.flip(3), x)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=device.type == "cuda"):
-                loss = objective(x)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            running = 0.9 * running + 0.1 * loss.item() if i else loss.item()
-            bar.set_postfix(loss=f"{running:.4f}")
-        if rank == 0:
-            held_out = images[holdout_idx]
-            model.eval()
-            with torch.inference_mode():
-                held_out_loss = float(np.mean([
-                    model.loss(model.preprocess(held_out[j:j + 256])).item()
-                    for j in range(0, len(held_out), 256)]))
-            model.calibrate(anomaly_scores(model, held_out))
-            history.append({"epoch": epoch + 1, "train_loss": running, "held_out_loss": held_out_loss,
-                            "seconds": round(time.time() - started, 1)})
-            tqdm.write(f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}: train loss {running:.4f}, "
-                       f"held-out loss {held_out_loss:.4f}")
-            finished = epoch + 1 == cfg.epochs
-            metrics = _evaluate(model, test_set) if finished and test_set else None
-            run = {"config": asdict(cfg), "history": history, "epochs_done": len(history),
-                   "finished": finished}
-            resume_state = None if finished else {"optimizer": optimizer, "train_config": asdict(cfg),
-                                                  "history": history}
-            checkpoint.save(model, cfg.out, run, metrics, resume_state)
-            if on_epoch is not None and on_epoch({**history[-1], "epochs": cfg.epochs}) and not finished:
-                break
-        if world > 1:
-            dist.barrier()
-    return model
+    return Run(cfg, rank, world, device, images, train_idx, holdout_idx, test_set, model, objective,
+               optimizer, start_epoch, history, started)
 
 
-def _evaluate(model, test_set):
+def read_training_images(cfg, rank):
+    """The normal images (cfg.limit of them, spread out); unreadable files are named on rank 0."""
+    images, skipped = load_normal_images(cfg.data, cfg.image_size, cfg.fit)  # the model's input format
+    if skipped and rank == 0:
+        tqdm.write(f"skipped {len(skipped)} unreadable file(s) of {len(images) + len(skipped)}: "
+                   + "; ".join(reason for _, reason in skipped[:5]) + ("; ..." if len(skipped) > 5 else ""))
+    if cfg.limit and cfg.limit < len(images):  # spread out: HW8-style files may be sorted by pose
+        images = images[np.linspace(0, len(images) - 1, cfg.limit).round().astype(int)]
+    if len(images) < MIN_TRAINING_IMAGES:
+        raise InputError(f"--limit {cfg.limit}: training needs at least {MIN_TRAINING_IMAGES} images")
+    return images
+
+
+# ---------------------------------------------------------------- one epoch
+
+
+def train_one_epoch(run, epoch):
+    """One pass over this rank's share of the training images; returns the smoothed training loss."""
+    cfg = run.cfg
+    # Everything random is seeded by (seed, epoch, rank), so a resumed run repeats exactly.
+    torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + run.rank)
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(run.train_idx)
+    order = order[run.rank * run.per_rank:(run.rank + 1) * run.per_rank]
+    run.model.train()
+    bar = tqdm(range(run.steps_per_epoch), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}",
+               disable=None if run.rank == 0 else True,  # None: only on a terminal, not in logs
+               leave=False, unit="batch")
+    smoothed = None
+    for i in bar:
+        lr = learning_rate(epoch * run.steps_per_epoch + i, run.total_steps, cfg)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        batch = np.sort(order[i * run.batch_size:(i + 1) * run.batch_size])  # sorted reads suit a memmap
+        loss = train_step(run, run.images[batch])
+        smoothed = loss if smoothed is None else 0.9 * smoothed + 0.1 * loss  # stays on the device
+        if not bar.disable and i % LOG_EVERY == 0:
+            bar.set_postfix(loss=f"{smoothed.item():.4f}")  # .item() waits for the GPU: only here
+    return smoothed.item()
+
+
+def train_step(run, images):
+    """One optimizer step on a batch of uint8 images; returns the loss, detached, on the device."""
+    x = run.model.preprocess(images)  # (B, C, H, W)
+    if run.cfg.flip and not run.model.mirror_sensitive:
+        mirror = torch.rand(len(x), device=run.device) < 0.5
+        x = torch.where(mirror[:, None, None, None], x.flip(3), x)
+    with torch.autocast(run.device.type, dtype=run.autocast_dtype, enabled=run.device.type == "cuda"):
+        loss = run.objective(x)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return loss.detach().float()
+
+
+# ---------------------------------------------------------------- end of an epoch (rank 0)
+
+
+def end_epoch(run, epoch, train_loss, on_epoch):
+    """Held-out loss, calibration, the checkpoint and the log line; returns whether on_epoch asks
+    to stop before the last epoch."""
+    cfg, model = run.cfg, run.model
+    held_out = run.images[run.holdout_idx]
+    model.eval()
+    with torch.inference_mode():
+        held_out_loss = float(np.mean([model.loss(model.preprocess(held_out[j:j + HELD_OUT_BATCH])).item()
+                                       for j in range(0, len(held_out), HELD_OUT_BATCH)]))
+    model.calibrate(anomaly_scores(model, held_out))
+    run.history.append({"epoch": epoch + 1, "train_loss": train_loss, "held_out_loss": held_out_loss,
+                        "seconds": round(time.time() - run.started, 1)})
+    tqdm.write(f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, "
+               f"held-out loss {held_out_loss:.4f}")
+    finished = epoch + 1 == cfg.epochs
+    save_checkpoint(run, finished)
+    asked = on_epoch is not None and on_epoch({**run.history[-1], "epochs": cfg.epochs})
+    return bool(asked) and not finished
+
+
+def save_checkpoint(run, finished):
+    """The calibrated model and the run's record; the test metrics after the last epoch, the resume
+    state before it."""
+    cfg, history = run.cfg, run.history
+    metrics = evaluate_test_set(run.model, run.test_set) if finished and run.test_set else None
+    record = {"config": asdict(cfg), "history": history, "epochs_done": len(history), "finished": finished}
+    resume_state = None if finished else {"optimizer": run.optimizer, "train_config": asdict(cfg),
+                                          "history": history}
+    checkpoint.save(run.model, cfg.out, record, metrics, resume_state)
+
+
+def evaluate_test_set(model, test_set):
     scores = anomaly_scores(model, test_set.images, desc="test set")
     return {**metrics_by_source(test_set.labels, scores, test_set.sources), "test_images": len(test_set.images)}
+
+
+def stop_everywhere(run, stop):
+    """Rank 0's decision, on every rank: a rank that went on alone would wait forever at the next
+    collective. The broadcast is also the epoch's barrier: the others wait while rank 0 saves."""
+    if run.world == 1:
+        return stop
+    decision = torch.tensor([int(stop)], device=run.device if run.device.type == "cuda" else "cpu")
+    dist.broadcast(decision, src=0)
+    return bool(decision.item())
 
 
 # ---------------------------------------------------------------- how long training will take

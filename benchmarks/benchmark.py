@@ -1,7 +1,7 @@
 """The benchmark: shipped detectors vs the reference recipes, accuracy and speed, in one table.
 
-Usage: python benchmarks/benchmark.py [--data FOLDER] [--no-references | --reuse-references]
-                                      [--write-readme]
+Usage: python -m benchmarks.benchmark [--data FOLDER] [--no-references | --reuse-references]
+                                    [--write-readme]
 FOLDER holds HW8's layout with labels: trainingset.npy, testingset.npy, testing_labels.npy and
 optionally testing_sources.npy (default: ../shared/data/faces-dev). Training the references takes
 about 45 minutes on 2 CPU cores; each run that trains them keeps their rows in
@@ -19,18 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-from ad import checkpoint  # noqa: E402
-from ad.data import load_array, load_test_set  # noqa: E402
-from ad.evaluation import auc_by_source, rank_average, roc_auc  # noqa: E402
-from ad.files import write_json  # noqa: E402
-from ad.scoring import anomaly_scores  # noqa: E402
-from benchmarks.readme import markdown_table, replace_section  # noqa: E402
-from benchmarks.references import RECIPES, png_size_scores, reference_scores, train_reference  # noqa: E402
-from benchmarks.speed import FULL_HW8_TEST_SET  # noqa: E402
+from ad import checkpoint
+from ad.data import load_array, load_test_set
+from ad.evaluation import auc_by_source, rank_average, roc_auc
+from ad.files import write_json
+from ad.scoring import anomaly_scores
+from benchmarks import ROOT
+from benchmarks.readme import markdown_table, publish
+from benchmarks.references import RECIPES, png_size_scores, reference_scores, train_reference
+from benchmarks.speed import FULL_HW8_TEST_SET
 
 REFERENCE_RESULTS = ROOT / "benchmarks" / "reference_results.json"
 FACES_DEV_SOURCES = "1=UTKFace,2=CIFAR-10"  # faces-dev's source ids (its README)
@@ -69,18 +66,7 @@ def main():
     args = parser.parse_args()
     data = Path(args.data)
 
-    train = load_array(data / "trainingset.npy")
-    sources_file = data / "testing_sources.npy"
-    test_set = load_test_set(data / "testingset.npy", data / "testing_labels.npy",
-                             sources_file if sources_file.exists() else None, FACES_DEV_SOURCES)
-    test, labels = np.asarray(test_set.images), test_set.labels
-    sources = test_set.sources.astype(str) if test_set.sources is not None else np.full(len(test), "anomaly")
-    normal = test[labels == 0]
-    extra = shuffled_faces(normal[: len(normal) // 2])
-    test = np.concatenate([test, extra])
-    labels = np.concatenate([labels, np.ones(len(extra), dtype=labels.dtype)])
-    sources = np.concatenate([sources, np.full(len(extra), SHUFFLED)])
-    hw8 = np.arange(len(test)) < len(test) - len(extra)
+    test, labels, sources, hw8 = read_test_set(data)
 
     def accuracy(scores):
         """ROC-AUC per source; "overall" on the HW8 test set alone, without the shuffled faces."""
@@ -88,13 +74,42 @@ def main():
         result["overall"] = roc_auc(labels[hw8], scores[hw8])
         return result
 
+    rows = shipped_rows(args.checkpoints, test, accuracy)
+    scores, throughput = timed_scores(png_size_scores, test)
+    rows.append({"detector": "no model: minus PNG size", "auc": accuracy(scores),
+                 "throughput": throughput})
+    if args.reuse_references:
+        rows += reused_reference_rows(data, len(test))
+    elif not args.no_references:
+        measured = reference_rows(load_array(data / "trainingset.npy"), test, accuracy)
+        write_json(REFERENCE_RESULTS, {"data": data.name, "test_images": len(test), "rows": measured})
+        rows += measured
+    publish("benchmark", format_rows(rows), footnote(args, len(test)), args.write_readme)
+
+
+def read_test_set(data):
+    """(images, labels, sources, which are HW8's): the test set, plus half its normal faces shuffled."""
+    sources_file = data / "testing_sources.npy"
+    test_set = load_test_set(data / "testingset.npy", data / "testing_labels.npy",
+                             sources_file if sources_file.exists() else None, FACES_DEV_SOURCES)
+    test, labels = np.asarray(test_set.images), test_set.labels
+    sources = test_set.sources.astype(str) if test_set.sources is not None else np.full(len(test), "anomaly")
+    normal = test[labels == 0]
+    extra = shuffled_faces(normal[: len(normal) // 2])
+    hw8 = np.arange(len(test) + len(extra)) < len(test)
+    return (np.concatenate([test, extra]), np.concatenate([labels, np.ones(len(extra), dtype=labels.dtype)]),
+            np.concatenate([sources, np.full(len(extra), SHUFFLED)]), hw8)
+
+
+def shipped_rows(folder, test, accuracy):
+    """A row per shipped checkpoint, then their mean-rank ensembles."""
     rows, shipped_scores = [], {}
-    for name, folder in checkpoint.find(args.checkpoints).items():
-        model = checkpoint.load(folder)
+    for name, path in checkpoint.find(folder).items():
+        model = checkpoint.load(path)
         scores, throughput = timed_scores(lambda x, model=model: anomaly_scores(model, x), test)
         shipped_scores[name] = scores
         rows.append({"detector": f"**{name}** (shipped)", "auc": accuracy(scores),
-                     "params": model.parameter_count(), "size_mb": folder_mb(folder),
+                     "params": model.parameter_count(), "size_mb": folder_mb(path),
                      "train_s": model.training_record["history"][-1]["seconds"], "throughput": throughput})
     if len(shipped_scores) > 1:
         rows.append({"detector": "**ensemble** of the above (mean rank)",
@@ -102,28 +117,21 @@ def main():
     if {"geo", "fcn"} <= set(shipped_scores):  # the best self-supervised and the best autoencoder
         rows.append({"detector": "**ensemble** geo + fcn (mean rank)",
                      "auc": accuracy(rank_average([shipped_scores["geo"], shipped_scores["fcn"]]))})
-    scores, throughput = timed_scores(png_size_scores, test)
-    rows.append({"detector": "no model: minus PNG size", "auc": accuracy(scores),
-                 "throughput": throughput})
-    if args.reuse_references:
-        rows += reused_reference_rows(data, len(test))
-    elif not args.no_references:
-        reference_rows = []
-        for name in RECIPES:
-            started = time.perf_counter()
-            model, view = train_reference(name, train)
-            train_s = time.perf_counter() - started
-            scores, throughput = timed_scores(lambda x, m=model, v=view: reference_scores(m, v, x), test)
-            reference_rows.append({"detector": f"reference: {name}", "auc": accuracy(scores),
-                                   "params": sum(p.numel() for p in model.parameters()),
-                                   "train_s": train_s, "throughput": throughput})
-        rows += reference_rows
-        write_json(REFERENCE_RESULTS, {"data": data.name, "test_images": len(test), "rows": reference_rows})
+    return rows
 
-    table = format_rows(rows)
-    print(table)
-    if args.write_readme:
-        replace_section("benchmark", table + "\n\n" + footnote(args, len(test)))
+
+def reference_rows(train, test, accuracy):
+    """A row per reference recipe, each trained here on the training images."""
+    rows = []
+    for name in RECIPES:
+        started = time.perf_counter()
+        model, view = train_reference(name, train)
+        train_s = time.perf_counter() - started
+        scores, throughput = timed_scores(lambda x, m=model, v=view: reference_scores(m, v, x), test)
+        rows.append({"detector": f"reference: {name}", "auc": accuracy(scores),
+                     "params": sum(p.numel() for p in model.parameters()),
+                     "train_s": train_s, "throughput": throughput})
+    return rows
 
 
 def reused_reference_rows(data, test_images):
@@ -155,7 +163,7 @@ def format_rows(rows):
 
 
 def footnote(args, count):
-    command = "python benchmarks/benchmark.py" + (" --reuse-references" if args.reuse_references else "")
+    command = "python -m benchmarks.benchmark" + (" --reuse-references" if args.reuse_references else "")
     references = (f"for the references, measured by the last full run ({REFERENCE_RESULTS.name})"
                   if args.reuse_references else "for the references, measured here")
     return (f"`{command} --write-readme` on {count:,} test images, "

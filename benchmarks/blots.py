@@ -3,26 +3,21 @@ tab's editor lets a visitor do). Per model: how often the painted face scores ab
 unpainted, and how much of the heat map's hottest 5% falls inside the blot (beside the blot's own
 share of what the model sees: what a heat map that knew nothing would score).
 
-Usage: python benchmarks/blots.py [--data FOLDER] [--count 500] [--write-readme]
+Usage: python -m benchmarks.blots [--data FOLDER] [--count 500] [--write-readme]
 FOLDER is in HW8's layout with testing_labels.npy (default: ../shared/data/faces-dev); the faces are
 the test set's normal ones, which no model trained on.
 """
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-from ad import checkpoint  # noqa: E402
-from ad.data import load_test_set  # noqa: E402
-from ad.scoring import anomaly_scores  # noqa: E402
-from benchmarks.readme import markdown_table, publish  # noqa: E402
+from ad import checkpoint
+from ad.data import load_test_set
+from ad.scoring import anomaly_scores
+from benchmarks import ROOT
+from benchmarks.readme import markdown_table, publish
 
 HOTTEST = 0.05  # the share of the heat map's pixels that counts as "where it points"
 
@@ -87,7 +82,7 @@ def main():
         print(*rows[-1], sep=" | ", flush=True)
     table = markdown_table(["model", "painted face scores higher", "hottest 5% inside the blot",
                             "the blot's share of the view (chance)", "blots the model sees"], rows)
-    footnote = (f"`python benchmarks/blots.py --count {args.count} --write-readme`: {len(faces)} normal faces of "
+    footnote = (f"`python -m benchmarks.blots --count {args.count} --write-readme`: {len(faces)} normal faces of "
                 f"{data.name}'s test set, each with one random ellipse (8 to 20 px across, one random colour) on "
                 "its central 48x48; a model with a crop box sees only the blots that reach into it.")
     publish("blots", table, footnote, args.write_readme)

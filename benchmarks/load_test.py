@@ -1,6 +1,6 @@
 """Many users at once: N gradio_client users x M detect calls against the app on 127.0.0.1.
 
-Usage: python benchmarks/load_test.py [--clients 20] [--calls 10] [--write-readme]
+Usage: python -m benchmarks.load_test [--clients 20] [--calls 10] [--write-readme]
 Reports errors, lost requests, latency percentiles, throughput and the server's memory.
 """
 
@@ -15,11 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-from benchmarks.readme import markdown_table, replace_section  # noqa: E402
+from benchmarks import ROOT
+from benchmarks.readme import markdown_table, publish
 
 
 def rss_mb():
@@ -38,38 +35,14 @@ def main():
     args = parser.parse_args()
 
     import app
-    from gradio_client import Client, handle_file
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    url = f"http://127.0.0.1:{port}/"
-    images = sorted((ROOT / "examples" / "images").glob("*.png"))
     memory_before = rss_mb()
-    latencies, errors = [], []
-
-    def user(index):
-        try:
-            client = Client(url, verbose=False)
-        except Exception as e:  # noqa: BLE001
-            errors.append(repr(e))
-            return
-        for call in range(args.calls):
-            started = time.perf_counter()
-            try:
-                client.predict(handle_file(str(images[(index + call) % len(images)])), args.model, 99.0,
-                               api_name="/detect")
-                latencies.append(time.perf_counter() - started)
-            except Exception as e:  # noqa: BLE001
-                errors.append(repr(e))
-
     started = time.perf_counter()
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(args.clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    latencies, errors = many_users(f"http://127.0.0.1:{port}/", args.clients, args.calls, args.model)
     elapsed = time.perf_counter() - started
     app.demo.close()
 
@@ -83,14 +56,43 @@ def main():
         [[f"{args.clients} x {args.calls} (`{args.model}` detect)", len(latencies), len(errors), lost,
           f"{p50:.2f} / {p95:.2f} / {p99:.2f} s", f"{len(latencies) / elapsed:.1f} calls/s",
           f"{memory_before:.0f} -> {rss_mb():.0f} MB ({peak:.0f} MB)"]])
-    print(table)
+    footnote = (f"`python -m benchmarks.load_test --clients {args.clients} --calls {args.calls} --write-readme`, "
+                f"{os.cpu_count()} CPU cores, app and clients in one process.")
+    publish("load-test", table, footnote, args.write_readme)
     for error in errors[:5]:
         print("error:", error)
-    if args.write_readme:
-        replace_section("load-test", table + f"\n\n`python benchmarks/load_test.py --clients {args.clients} "
-                        f"--calls {args.calls} --write-readme`, {os.cpu_count()} CPU cores, app and "
-                        "clients in one process.")
     sys.exit(1 if errors or lost else 0)
+
+
+def many_users(url, clients, calls, model):
+    """(latencies in seconds, errors): `clients` gradio_client users at once, each detecting `calls`
+    example images in turn."""
+    from gradio_client import Client, handle_file
+
+    images = sorted((ROOT / "examples" / "images").glob("*.png"))
+    latencies, errors = [], []
+
+    def user(index):
+        try:
+            client = Client(url, verbose=False)
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+            return
+        for call in range(calls):
+            started = time.perf_counter()
+            try:
+                client.predict(handle_file(str(images[(index + call) % len(images)])), model, 99.0,
+                               api_name="/detect")
+                latencies.append(time.perf_counter() - started)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, errors
 
 
 if __name__ == "__main__":

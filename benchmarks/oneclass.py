@@ -5,8 +5,8 @@ test images (that class normal, the nine others anomalous), report ROC-AUC per c
 Each row is one recipe for all ten classes, never tuned per class; the images go through the
 normal path (28x28 grey -> RGB 64x64), exactly as `python train.py --data CLASS.npy` reads them.
 
-Usage: python benchmarks/oneclass.py [--data FOLDER] [--rows [NAME ...]] [--classes 0 1 ...]
-                                     [--write-readme]
+Usage: python -m benchmarks.oneclass [--data FOLDER] [--rows [NAME ...]] [--classes 0 1 ...]
+                                    [--write-readme]
 (`--rows` with no name runs nothing: with --write-readme it writes the saved rows.)
 FOLDER holds the four IDX files (gzipped or not); Debian's `dataset-fashion-mnist` package puts
 them in the default folder. Each run adds its rows to benchmarks/oneclass_results.json, and
@@ -17,7 +17,6 @@ import argparse
 import gzip
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,17 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-from ad import checkpoint  # noqa: E402
-from ad.data import standardize_images  # noqa: E402
-from ad.evaluation import roc_auc  # noqa: E402
-from ad.files import write_json  # noqa: E402
-from ad.scoring import anomaly_scores  # noqa: E402
-from ad.training import TrainConfig, train  # noqa: E402
-from benchmarks.readme import markdown_table, publish  # noqa: E402
+from ad import checkpoint
+from ad.data import standardize_images
+from ad.evaluation import roc_auc
+from ad.files import write_json
+from ad.scoring import anomaly_scores
+from ad.training import TrainConfig, train
+from benchmarks import ROOT
+from benchmarks.readme import markdown_table, publish
 
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")  # where dataset-fashion-mnist installs
 RESULTS = ROOT / "benchmarks" / "oneclass_results.json"
@@ -149,7 +145,7 @@ def main():
         results[name] = run_row(ROWS[name], args.classes, *data)
         write_json(RESULTS, results)  # after each row: a long run keeps what it measured
     table = format_table({name: results[name] for name in ROWS if name in results})
-    footnote = (f"`python benchmarks/oneclass.py --write-readme` on {os.cpu_count()} CPU cores, no GPU (torch on "
+    footnote = (f"`python -m benchmarks.oneclass --write-readme` on {os.cpu_count()} CPU cores, no GPU (torch on "
                 "both, unless the row says 1 thread: it ran beside other work); every row trains from scratch on "
                 "one class's 6,000 images and tests on all 10,000.")
     publish("oneclass", table, footnote, args.write_readme)

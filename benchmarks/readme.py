@@ -1,9 +1,10 @@
 """Write a benchmark's table into README.md between its markers, so no figure is typed by hand."""
 
 import re
-from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from benchmarks import ROOT
+
+README = ROOT / "README.md"
 
 
 def markdown_table(header, rows):

@@ -2,7 +2,7 @@
 the app runs it, HW8's full test set (19,636 images) at several batch sizes, and the app's Evaluate
 tab on that many images.
 
-Usage: python benchmarks/speed.py [--device cpu|cuda|mps] [--batch-sizes 64,128,256,1024] [--write-readme]
+Usage: python -m benchmarks.speed [--device cpu|cuda|mps] [--batch-sizes 64,128,256,1024] [--write-readme]
 The images are the bundled sample test set tiled to 19,636 (speed does not depend on content), so
 it runs wherever the project is checked out, without the benchmark data. --write-readme fills the
 README section of this device's type (speed-cpu, speed-cuda).
@@ -12,7 +12,6 @@ import argparse
 import io
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,20 +21,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-from ad import checkpoint  # noqa: E402
-from ad.data import load_array, open_image  # noqa: E402
-from ad.device import default_batch_size, pick_device  # noqa: E402
-from ad.errors import InputError  # noqa: E402
-from ad.scoring import anomaly_scores, detect  # noqa: E402
-from ad.ui import render  # noqa: E402
-from ad.ui.stored_run import PERCENTILE  # noqa: E402
-from ad.ui.tabs import build_demo  # noqa: E402
-from ad.ui.zoo import Zoo  # noqa: E402
-from benchmarks.readme import markdown_table, publish  # noqa: E402
+from ad import checkpoint
+from ad.data import load_array, open_image
+from ad.device import default_batch_size, pick_device
+from ad.errors import InputError
+from ad.scoring import anomaly_scores, detect
+from ad.ui import render
+from ad.ui.stored_run import PERCENTILE
+from ad.ui.tabs import build_demo
+from ad.ui.zoo import Zoo
+from benchmarks import ROOT
+from benchmarks.readme import markdown_table, publish
 
 FULL_HW8_TEST_SET = 19_636
 SAMPLE_IMAGES = ROOT / "examples" / "sample_testset" / "testingset.npy"
@@ -110,7 +106,8 @@ def evaluate_tab_seconds(models, images, labels, sources):
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    processor = platform.processor() or platform.machine()
+    return f"{processor}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def main():
@@ -145,7 +142,7 @@ def main():
               f"the threshold **{threshold_s:.2f} s** (no model runs again), and {downloads_s:.2f} s for the "
               "CSVs and their zip where the slider comes to rest.")
     print(table.splitlines()[-1], flush=True)
-    footnote = (f"`python benchmarks/speed.py --write-readme` on {device_name(device)}, torch "
+    footnote = (f"`python -m benchmarks.speed --write-readme` on {device_name(device)}, torch "
                 f"{torch.__version__}; the app and `ad` score in batches of {default_batch_size(device)} "
                 f"on this device.")
     publish(f"speed-{device.type}", table, footnote, args.write_readme)

@@ -1,6 +1,6 @@
 """Rebuild examples/ (demo images and the bundled sample test set) from a faces-dev-style folder.
 
-Usage: python scripts/make_examples.py [FOLDER]   (default: ../shared/data/faces-dev)
+Usage: python -m scripts.make_examples [FOLDER]   (default: ../shared/data/faces-dev)
 """
 
 import sys
@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts import ROOT
+
 SOURCE_NAMES = {0: "celeba", 1: "utkface", 2: "cifar10"}  # faces-dev's testing_sources.npy ids, in file names
 DISPLAY_NAMES = {0: "CelebA", 1: "UTKFace", 2: "CIFAR-10"}  # the sample set's sources, as the app shows them
 SAMPLE_PER_SOURCE = {0: 120, 1: 60, 2: 60}

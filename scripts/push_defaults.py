@@ -1,21 +1,16 @@
 """Push every default checkpoint in checkpoints/ to the Hub under one namespace, then print what a
 Space needs to load them from there: the AD_MODELS variable and the README front matter's `models:`.
 
-Usage: python scripts/push_defaults.py NAMESPACE [--prefix hw8-] [--private]
+Usage: python -m scripts.push_defaults NAMESPACE [--prefix hw8-] [--private]
 (the token comes from `huggingface-cli login` or HF_TOKEN)
 """
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-from ad import checkpoint  # noqa: E402
-from ad.errors import InputError  # noqa: E402
+from ad import checkpoint
+from ad.errors import InputError
+from scripts import ROOT
 
 
 def main(argv=None):

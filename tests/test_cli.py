@@ -12,7 +12,9 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from ad import load_model
-from ad.cli import main
+from ad.cli import THRESHOLD_PERCENTILE, main
+from ad.evaluation import METRICS
+from ad.training import TrainConfig
 from ad.scoring import anomaly_scores
 from conftest import ROOT
 
@@ -37,7 +39,7 @@ def test_train_writes_a_checkpoint_with_the_options_given(data_files, tmp_path, 
     model = load_model(tmp_path / "fcn")
     assert model.crop == (8, 8, 48, 48) and model.config["hidden"] == [64]
     config = model.training_record["config"]
-    assert config["epochs"] == 1 and config["lr"] == 2e-3  # the TrainConfig default
+    assert config["epochs"] == 1 and config["lr"] == TrainConfig.lr  # the default
     assert "--crop 8,8,48,48" in config["command"]
 
 
@@ -48,7 +50,7 @@ def test_resume_names_the_flags_it_ignores(data_files, tmp_path, capsys):
     assert run(base + ["--epochs", "1"], capsys)[0] == 0
     status, _, err = run(["train", "--out", str(out), "--resume", "--epochs", "5", "--lr", "0.1"], capsys)
     assert status == 2 and "already finished" in err
-    assert "ignoring --epochs 5 (the run has 1), --lr 0.1 (the run has 0.002)" in err
+    assert f"ignoring --epochs 5 (the run has 1), --lr 0.1 (the run has {TrainConfig.lr})" in err
 
 
 def test_score_writes_the_kaggle_submission(trained, data_files, tmp_path, capsys):
@@ -73,17 +75,19 @@ def test_evaluate_reports_sklearn_auc_per_source_and_an_ensemble(trained, data_f
     expected = roc_auc_score(labels, anomaly_scores(load_model(folders[0]), images))
     assert results["fcn"]["roc_auc"]["overall"] == pytest.approx(expected)
     assert set(results) == {"fcn", "geo", "ensemble"} and set(results["geo"]["roc_auc"]) == {"overall", "stripes"}
-    assert {"average_precision", "tpr_at_1%_fpr", "tpr_at_5%_fpr", "best_f1"} <= set(results["fcn"])
+    assert {*METRICS, "best_f1"} <= set(results["fcn"])
     assert "at_threshold" not in results["fcn"]  # only when a threshold is asked for
     status, table, _ = run(["evaluate", "--checkpoint", *folders, "--images", str(data_files / "testingset.npy"),
                             "--labels", str(data_files / "testing_labels.npy")], capsys)
     assert status == 0 and all(name in table for name in ("fcn", "geo", "ensemble"))
+    assert all(metric.column in table for key, metric in METRICS.items() if key != "roc_auc")
 
 
 def test_evaluate_at_a_threshold_percentile_counts_what_the_verdicts_would_be(trained, data_files, capsys):
     folder = str(trained("fcn"))
     test = ["--images", str(data_files / "testingset.npy"), "--labels", str(data_files / "testing_labels.npy")]
-    status, out, err = run(["evaluate", "--checkpoint", folder, *test, "--threshold-percentile", "95", "--json"], capsys)
+    status, out, err = run(["evaluate", "--checkpoint", folder, *test, "--threshold-percentile", "95", "--json"],
+                           capsys)
     assert status == 0, err
     at = json.loads(out)["fcn"]["at_threshold"]
     model, labels = load_model(folder), np.load(data_files / "testing_labels.npy")
@@ -98,13 +102,14 @@ def test_evaluate_at_a_threshold_percentile_counts_what_the_verdicts_would_be(tr
 
 
 def test_score_writes_every_image_with_its_percentile_and_verdict(trained, data_files, tmp_path, capsys):
-    status, out, err = run(["score", "--checkpoint", str(trained("fcn")), "--images", str(data_files / "testingset.npy"),
-                            "--out", str(tmp_path / "s.csv"), "--details", str(tmp_path / "d.csv")], capsys)
+    status, out, err = run(["score", "--checkpoint", str(trained("fcn")), "--images",
+                            str(data_files / "testingset.npy"), "--out", str(tmp_path / "s.csv"),
+                            "--details", str(tmp_path / "d.csv")], capsys)
     assert status == 0 and "anomalous) to" in out, err
     rows = list(csv.DictReader(open(tmp_path / "d.csv")))
     assert len(rows) == 80 and {r["verdict"] for r in rows} == {"normal", "anomalous"}
-    assert all((r["verdict"] == "anomalous") == (float(r["percentile"]) > 99) for r in rows
-               if abs(float(r["percentile"]) - 99) > 0.01)
+    assert all((r["verdict"] == "anomalous") == (float(r["percentile"]) > THRESHOLD_PERCENTILE) for r in rows
+               if abs(float(r["percentile"]) - THRESHOLD_PERCENTILE) > 0.01)
 
 
 def test_evaluate_reads_labels_from_sub_folders_as_mvtec_lays_them_out(trained, test_images, tmp_path, capsys):

@@ -9,9 +9,9 @@ from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score
                              precision_score, recall_score, roc_auc_score, roc_curve)
 
 from ad import InputError
-from ad.evaluation import (at_threshold, auc_by_source, best_f1_threshold, details_csv, errors_at, format_table,
-                           metrics_by_source, rank_average, rank_correlations, submission_csv, tpr_at_fpr,
-                           write_submission)
+from ad.evaluation import (FALSE_POSITIVE_RATES, METRICS, at_threshold, auc_by_source, best_f1_threshold,
+                           details_csv, errors_at, format_table, metrics_by_source, rank_average, rank_correlations,
+                           submission_csv, tpr_at_fpr, tpr_key, write_submission)
 
 
 @pytest.fixture
@@ -30,11 +30,14 @@ def test_metrics_match_sklearn_overall_and_per_source(scored):
     assert set(metrics["roc_auc"]) == {"overall", "UTKFace", "CIFAR-10"}
     for subset, keep in (("overall", slice(None)), ("CIFAR-10", sources != "UTKFace")):
         assert metrics["roc_auc"][subset] == pytest.approx(roc_auc_score(labels[keep], scores[keep]))
-        assert metrics["average_precision"][subset] == pytest.approx(average_precision_score(labels[keep], scores[keep]))
+        assert metrics["average_precision"][subset] == pytest.approx(
+            average_precision_score(labels[keep], scores[keep]))
     fpr, tpr, _ = roc_curve(labels, scores)
-    assert metrics["tpr_at_5%_fpr"]["overall"] == pytest.approx(max(t for f, t in zip(fpr, tpr) if f <= 0.05))
-    assert tpr_at_fpr(labels, scores, 0.01) <= metrics["tpr_at_5%_fpr"]["overall"]
+    for rate in FALSE_POSITIVE_RATES:
+        assert metrics[tpr_key(rate)]["overall"] == pytest.approx(max(t for f, t in zip(fpr, tpr) if f <= rate))
+    assert tpr_at_fpr(labels, scores, 0.01) <= metrics[tpr_key(0.05)]["overall"]
     assert metrics["roc_auc"]["CIFAR-10"] > metrics["roc_auc"]["UTKFace"]
+    assert set(metrics) <= set(METRICS)  # every metric has its title and column
 
 
 @pytest.mark.parametrize("threshold", [-1.0, 0.5, 1.0, 3.0])

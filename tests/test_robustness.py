@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 
 import numpy as np
@@ -15,6 +14,7 @@ from PIL import Image
 
 import ad.data.images
 from ad import InputError, load_model
+from ad.checkpoint import CARD_FILE, CONFIG_FILE, TRAINING_FILE, WEIGHTS_FILE
 from ad.data import load_images, open_image
 from conftest import ROOT
 
@@ -91,38 +91,63 @@ def test_zip_member_that_lies_about_its_size_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- killed training
 
+# train.py in a child that SIGKILLs itself at the moment KILL names (nothing in ad knows of it):
+# "save N" right after its Nth checkpoint, "rename N" just before its Nth rename of the weights into
+# the checkpoint folder (in the middle of a save), "step N" at the start of its Nth optimizer step.
+KILLED_TRAIN_SCRIPT = """
+import os, runpy, signal, sys
+from pathlib import Path
+import torch
+import ad.checkpoint
+from ad.checkpoint import WEIGHTS_FILE
+
+where, count = os.environ["KILL"].split()
+calls = []
+
+def count_and_maybe_die(*_):
+    calls.append(1)
+    if len(calls) == int(count):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if where == "save":
+    real_save = ad.checkpoint.save
+    ad.checkpoint.save = lambda *args, **kwargs: count_and_maybe_die(real_save(*args, **kwargs))
+elif where == "rename":
+    real_replace, weights = os.replace, Path(sys.argv[sys.argv.index("--out") + 1]) / WEIGHTS_FILE
+    os.replace = lambda src, dst: (Path(dst) == weights and count_and_maybe_die(), real_replace(src, dst))[1]
+elif where == "step":
+    real_step = torch.optim.AdamW.step
+    torch.optim.AdamW.step = lambda self, *args, **kwargs: (count_and_maybe_die(), real_step(self, *args, **kwargs))[1]
+sys.argv = sys.argv[1:]  # as if train.py had been run
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+EPOCHS = 6  # of 8 steps each: 300 images, 5% held out, batches of 32
+
 
 def train_command(data_files, out, *extra):
-    return [sys.executable, "train.py", "--arch", "cnn", "--data", str(data_files / "trainingset.npy"),
-            "--out", str(out), "--epochs", "6", "--batch-size", "32", "--limit", "300",
+    return ["train.py", "--arch", "cnn", "--data", str(data_files / "trainingset.npy"),
+            "--out", str(out), "--epochs", str(EPOCHS), "--batch-size", "32", "--limit", "300",
             "--set", "channels=[8,16,32]", "--set", "latent_dim=16", *extra]
 
 
 def epochs_done(out):
-    try:
-        return json.loads((out / "training.json").read_text())["epochs_done"]
-    except FileNotFoundError:
-        return 0
+    return json.loads((out / TRAINING_FILE).read_text())["epochs_done"]
 
 
 def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint_and_resume_finishes(data_files, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out, rng = tmp_path / "killed", np.random.default_rng(0)
-    for kill in range(3):
-        before = epochs_done(out)
-        process = subprocess.Popen(train_command(data_files, out, *(["--resume"] if before else [])),
-                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while epochs_done(out) == before and process.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0, 0.6))  # somewhere in the next epoch, perhaps in the middle of a save
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        assert load_model(out).calibrated  # whatever moment it died, the folder loads
-        assert epochs_done(out) > before
-    subprocess.run(train_command(data_files, out, "--resume"), cwd=ROOT, env=env, check=True,
+    out = tmp_path / "killed"
+    for kill, done in [("save 1", 1),  # between two epochs
+                       ("rename 2", 2),  # epoch 2 saved, then killed in the middle of epoch 3's save
+                       ("step 11", 4)]:  # epoch 3's resume state was in place: epoch 4 saved, 5 killed
+        resume = ["--resume"] if out.exists() else []
+        child = subprocess.run([sys.executable, "-c", KILLED_TRAIN_SCRIPT, *train_command(data_files, out, *resume)],
+                               cwd=ROOT, env={**env, "KILL": kill}, capture_output=True, text=True, timeout=300)
+        assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]  # killed where asked, not finished
+        assert load_model(out).calibrated  # at whatever moment it died, the folder loads
+        assert epochs_done(out) == done, kill
+    subprocess.run([sys.executable, *train_command(data_files, out, "--resume")], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=300)
-    assert epochs_done(out) == 6 and load_model(out).calibrated  # (equal weights: test_training.py)
-    assert sorted(p.name for p in out.iterdir()) == [
-        "README.md", "config.json", "model.safetensors", "training.json"]
+    assert epochs_done(out) == EPOCHS and load_model(out).calibrated  # (equal weights: test_training.py)
+    assert sorted(p.name for p in out.iterdir()) == sorted([CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, TRAINING_FILE])
     assert [p.name for p in tmp_path.iterdir()] == ["killed"]  # no leftovers beside it

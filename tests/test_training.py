@@ -2,9 +2,11 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import zipfile
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -14,8 +16,10 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 import ad.checkpoint
+import ad.training
 from ad import InputError, create_model, load_model
-from ad.checkpoint import STATE_FILE
+from ad.checkpoint import HUB_FILES, STATE_FILE
+from ad.data import MIN_TRAINING_IMAGES
 from ad.scoring import anomaly_scores
 from ad.training import TrainConfig, train
 from conftest import ROOT, small, train_config
@@ -23,11 +27,10 @@ from conftest import ROOT, small, train_config
 
 def test_training_writes_a_calibrated_checkpoint_that_learned(trained, test_images):
     out = trained("fcn")
-    assert sorted(p.name for p in out.iterdir()) == [
-        "README.md", "config.json", "metrics.json", "model.safetensors", "training.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(HUB_FILES)
     training = json.loads((out / "training.json").read_text())
     history = [epoch["held_out_loss"] for epoch in training["history"]]
-    assert training["finished"] and len(history) == 3 and history[-1] < 0.7 * history[0]
+    assert training["finished"] and len(history) == training["config"]["epochs"] and history[-1] < 0.7 * history[0]
     model = load_model(out)
     quantiles = model.normal_score_quantiles.numpy()
     assert np.all(np.diff(quantiles) >= 0) and quantiles[0] > 0
@@ -112,6 +115,61 @@ def test_two_process_torchrun_trains_one_checkpoint(data_files, tmp_path):
     assert load_model(out).calibrated
 
 
+def test_a_short_run_reaches_its_peak_learning_rate_and_learns(data_files, test_images, tmp_path, monkeypatch):
+    images, labels, _ = test_images
+    rates, real_rate = [], ad.training.learning_rate
+
+    def recorded_rate(*args):
+        rates.append(real_rate(*args))
+        return rates[-1]
+    monkeypatch.setattr(ad.training, "learning_rate", recorded_rate)
+    cfg = train_config(data_files, tmp_path / "fcn", epochs=2, warmup_steps=TrainConfig.warmup_steps)
+    train(cfg)
+    assert len(rates) < cfg.warmup_steps  # shorter than the warmup it was given
+    assert max(rates) == pytest.approx(cfg.lr) and rates[-1] < 0.1 * cfg.lr  # then the cosine decay
+    assert roc_auc_score(labels, anomaly_scores(load_model(tmp_path / "fcn"), images)) > 0.9
+
+
+# A rank of a two-process gloo group on the CPU: trains with a Stop after epoch 1 (on rank 0, as the
+# app's Stop button answers) and prints how many epochs this rank trained.
+RANK_SCRIPT = """
+import json, sys
+import ad.training
+from ad.training import TrainConfig, train
+epochs, real_epoch = [], ad.training.train_one_epoch
+
+def counted_epoch(run, epoch):
+    epochs.append(epoch)
+    return real_epoch(run, epoch)
+
+ad.training.train_one_epoch = counted_epoch
+train(TrainConfig(**json.loads(sys.argv[1])), on_epoch=lambda record: record["epoch"] == 1)
+print("epochs trained:", len(epochs))
+"""
+
+
+def test_a_stop_on_rank_0_stops_every_rank_at_the_same_epoch(data_files, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = json.dumps(asdict(train_config(data_files, tmp_path / "ddp", epochs=3, limit=200)))
+    ranks = [subprocess.Popen(
+        [sys.executable, "-c", RANK_SCRIPT, cfg], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank),
+                        "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+        for rank in range(2)]
+    try:
+        outputs = [rank.communicate(timeout=120) for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()  # a rank left waiting for the other is not left behind
+    for rank, (out, err) in zip(ranks, outputs):
+        assert rank.returncode == 0, err[-3000:]
+        assert "epochs trained: 1" in out
+    training = json.loads((tmp_path / "ddp" / "training.json").read_text())
+    assert training["epochs_done"] == 1 and not training["finished"]
+
+
 def grey(image, side=64):
     return np.asarray(Image.fromarray(image).convert("L").resize((side, side)))
 
@@ -164,10 +222,11 @@ def test_unreadable_files_are_skipped_and_named(normal_images, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda d, images: write_pngs(d, images[:49]), "49 images; training needs at least 50"),
+    (lambda d, images: write_pngs(d, images[:MIN_TRAINING_IMAGES - 1]),
+     f"{MIN_TRAINING_IMAGES - 1} images; training needs at least {MIN_TRAINING_IMAGES}"),
     (lambda d, images: d.mkdir(), "folder holds no images"),
     (lambda d, images: (write_pngs(d, images[:40]), [(d / f"bad{i}.png").write_text("x") for i in range(20)]),
-     r"40 images \(20 unreadable files skipped\); training needs at least 50"),
+     rf"40 images \(20 unreadable files skipped\); training needs at least {MIN_TRAINING_IMAGES}"),
     (lambda d, images: write_pngs(d, np.full((60, 64, 64, 3), 128, np.uint8)), "single flat colour"),
 ])
 def test_a_training_set_that_cannot_teach_is_refused(make, message, normal_images, tmp_path):

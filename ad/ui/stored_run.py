@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ad.evaluation import (at_threshold, best_f1_threshold, details_csv, errors_at, metrics_by_source,
+from ad.evaluation import (METRICS, at_threshold, best_f1_threshold, details_csv, errors_at, metrics_by_source,
                            precision_recall_points, rank_average, rank_correlations, roc_points,
                            submission_csv, verdicts_at)
 from ad.errors import InputError
@@ -20,8 +20,7 @@ from ad.files import write_text
 PERCENTILE, BEST_F1 = "percentile of normal scores", "best F1 on these labels"
 GALLERY_SIZE = 24  # images per gallery, worst first
 TABLE_ROWS = 1000  # the per-image table shows the most anomalous; the CSVs hold every image
-METRIC_COLUMNS = {"roc_auc": "ROC-AUC", "average_precision": "average precision",
-                  "tpr_at_1%_fpr": "caught at 1% FPR", "tpr_at_5%_fpr": "caught at 5% FPR"}
+METRIC_COLUMNS = {key: metric.column for key, metric in METRICS.items()}
 
 
 @dataclass
