@@ -13,7 +13,7 @@ from ad.device import CPU_BATCH_SIZE, GPU_BATCH_SIZE, pick_device
 from ad.errors import InputError
 from ad.models import list_models
 from ad.preprocess import crop_box
-from ad.scoring import anomaly_scores
+from ad.scoring import anomaly_scores, calibrate
 from ad.training import TrainConfig
 
 BATCH_SIZE_HELP = f"default: {CPU_BATCH_SIZE} on CPU, {GPU_BATCH_SIZE} on GPU"
@@ -177,14 +177,14 @@ AT_THRESHOLD_COLUMNS = ("precision", "recall", "f1", "false_positive_rate", "tru
 
 
 def run_calibrate(args):
-    """Store the score quantiles of normal images in a checkpoint that has none (or new ones)."""
+    """Store the score and peak-pixel quantiles of normal images in a checkpoint that has none (or new ones)."""
     folder = Path(args.checkpoint)
     if not folder.is_dir():
         raise InputError(f"{folder}: calibrate writes into a local checkpoint folder; download a Hub "
                          "model first (huggingface-cli download USER/NAME --local-dir FOLDER)")
     model = checkpoint.load(folder, device=pick_device(), require_calibration=False)
     images, _ = load_images(args.images, **model.input_format)
-    model.calibrate(anomaly_scores(model, images, batch_size=args.batch_size))
+    calibrate(model, images)
     checkpoint.save(model, folder, model.training_record or None, model.metrics or None)
     print(f"calibrated {folder} on {len(images)} normal images; its 99th percentile score is "
           f"{model.threshold(99):.4g}")

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ad.data import open_image, validate_images
@@ -34,6 +35,44 @@ def anomaly_scores(model, images, batch_size=None, progress=None, desc=None):
     return torch.cat(scores).numpy().astype(np.float64)
 
 
+def explain_all(model, images, batch_size=None, desc=None):
+    """(scores (N,), pixel maps (N, S, S) float32 with S = model.image_size, each image's highest pixel
+    score (N,)) for a whole array: the
+    pixel maps lie on the picture's square, the crop box's map in its place and zero (no evidence)
+    where the model does not look, so that they line up with masks read at the model's format."""
+    model.eval()
+    batch_size = batch_size or default_batch_size(model.device)
+    images = validate_images(images, size=model.image_size)
+    starts = range(0, len(images), batch_size)
+    scores, peaks = [], []
+    maps = np.zeros((len(images), model.image_size, model.image_size), dtype=np.float32)
+    for start in tqdm(starts, desc=desc or f"explaining ({model.architecture})", unit="batch",
+                      disable=None if len(starts) >= 8 else True, leave=False):
+        result = model.explain(model.preprocess(images[start:start + batch_size]))
+        scores.append(result.score.detach().float().cpu())
+        peaks.append(result.pixels.detach().flatten(1).amax(dim=1).float().cpu())
+        maps[start:start + len(result.score)] = on_picture_square(model, result.pixels.detach())
+    return torch.cat(scores).numpy().astype(np.float64), maps, torch.cat(peaks).numpy().astype(np.float64)
+
+
+def calibrate(model, normal_images):
+    """Store where held-out normal images' scores and highest pixel scores lie (the verdict's and
+    the defect region's thresholds)."""
+    scores, _, peaks = explain_all(model, normal_images, desc="calibrating")
+    model.calibrate(scores)
+    model.calibrate_pixels(peaks)
+    return scores
+
+
+def on_picture_square(model, pixels):
+    """(B, s, s) per-pixel scores of the model's input -> (B, S, S) on the picture's square (numpy)."""
+    top, left, height, width = model.crop or (0, 0, model.image_size, model.image_size)
+    placed = F.interpolate(pixels.float()[:, None], size=(height, width), mode="bilinear", align_corners=False)
+    square = torch.zeros(len(pixels), model.image_size, model.image_size, device=pixels.device)
+    square[:, top:top + height, left:left + width] = placed[:, 0]
+    return square.cpu().numpy()
+
+
 def verdict(percentile, threshold_percentile):
     """An image is anomalous when it scores above the threshold percentile of normal images."""
     return "anomalous" if percentile > threshold_percentile else "normal"
@@ -46,11 +85,21 @@ class Detection:
     input: torch.Tensor  # (3, S, S) in [-1, 1]: the image as the model reads it (format, crop, size)
     picture: torch.Tensor  # (3, H, W) in [-1, 1]: the model's own picture (model.picture_label)
     heat: np.ndarray  # (S, S) in [0, 1], on the model's fixed scale (model.heat_full_scale)
+    pixels: np.ndarray  # (S, S) per-pixel scores, in model.heat_unit
     score: float
     percentile: float  # share of held-out normal images that score lower
+    pixel_thresholds: np.ndarray | None  # (101,) the region's pixel threshold at percentile 0..100
 
     def verdict(self, threshold_percentile=99.0):
         return verdict(self.percentile, threshold_percentile)
+
+    def region(self, threshold_percentile=99.0):
+        """The pixels judged defective at this percentile, (S, S) bool, or None for a model without
+        pixel calibration. Read off stored thresholds: a slider moves it without running the model."""
+        if self.pixel_thresholds is None:
+            return None
+        threshold = np.interp(threshold_percentile, np.arange(101), self.pixel_thresholds)
+        return self.pixels > threshold
 
 
 def detect(model, image):
@@ -63,6 +112,8 @@ def detect(model, image):
     x = model.preprocess(validate_images(image, size=side))
     result = model.explain(x)
     score = float(result.score[0])
+    thresholds = (np.array([model.pixel_threshold(p) for p in range(101)]) if model.pixels_calibrated else None)
     return Detection(input=x[0].detach(), picture=result.picture[0].detach(),
-                     heat=result.heat[0].detach().float().cpu().numpy(), score=score,
-                     percentile=float(model.percentile(score)))
+                     heat=result.heat[0].detach().float().cpu().numpy(),
+                     pixels=result.pixels[0].detach().float().cpu().numpy(), score=score,
+                     percentile=float(model.percentile(score)), pixel_thresholds=thresholds)

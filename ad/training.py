@@ -22,7 +22,7 @@ from ad.device import pick_device
 from ad.errors import InputError
 from ad.evaluation import metrics_by_source
 from ad.models import create_model
-from ad.scoring import anomaly_scores
+from ad.scoring import anomaly_scores, calibrate
 
 
 MIN_EPOCHS, MIN_STEPS, MAX_EPOCHS = 3, 100, 50  # what `epochs=None` means
@@ -281,7 +281,7 @@ def end_epoch(run, epoch, train_loss, on_epoch):
     with torch.inference_mode():
         held_out_loss = float(np.mean([model.loss(model.preprocess(held_out[j:j + HELD_OUT_BATCH])).item()
                                        for j in range(0, len(held_out), HELD_OUT_BATCH)]))
-    model.calibrate(anomaly_scores(model, held_out))
+    calibrate(model, held_out)
     run.history.append({"epoch": epoch + 1, "train_loss": train_loss, "held_out_loss": held_out_loss,
                         "seconds": round(time.time() - run.started, 1)})
     tqdm.write(f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, "

@@ -47,10 +47,10 @@ def test_default_configuration_fits_the_size_budget(arch):
 
 @pytest.mark.parametrize("arch", list_models())
 def test_every_model_says_what_it_is_and_what_its_pictures_show(arch):
-    cls = type(create_model(arch, **small(arch)))
+    model = create_model(arch, **small(arch))
     for attribute in ("summary", "score_description", "picture_label", "heat_title", "heat_unit"):
-        assert getattr(cls, attribute), f"{arch} has no {attribute}"
-    assert cls.heat_full_scale > 0
+        assert getattr(model, attribute), f"{arch} has no {attribute}"
+    assert model.heat_full_scale > 0
 
 
 @pytest.mark.parametrize("arch", ["fcn", "cnn", "vae", "resnet", "multi"])

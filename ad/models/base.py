@@ -27,7 +27,8 @@ class Explanation:
 
     score: torch.Tensor  # (B,) higher = more anomalous
     picture: torch.Tensor  # (B, 3, H, W) in [-1, 1]: the model's own picture (see picture_label)
-    heat: torch.Tensor  # (B, S, S) in [0, 1]: where the score comes from, on the model's fixed scale
+    pixels: torch.Tensor  # (B, S, S) how anomalous each pixel is, in heat_unit: regions and pixel metrics
+    heat: torch.Tensor  # (B, S, S) in [0, 1]: pixels on the model's fixed, data-wide scale (heat_full_scale)
 
 
 class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-demo",
@@ -62,6 +63,8 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         self.input_size = input_size  # side of the square the (cropped) image is resized to
         # Scores of held-out normal images, filled after training; they travel in model.safetensors.
         self.register_buffer("normal_score_quantiles", torch.zeros(CALIBRATION_POINTS))
+        # ... and the highest pixel score of each of those images: where a defect region starts.
+        self.register_buffer("normal_peak_pixel_quantiles", torch.zeros(CALIBRATION_POINTS))
         self.metrics, self.training_record = {}, {}  # metrics.json and training.json, set by ad.checkpoint
 
     @property
@@ -88,6 +91,12 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
 
     def explain(self, x):  # (B, 3, S, S) -> Explanation
         raise NotImplementedError
+
+    def explanation(self, score, picture, pixels):
+        """The Explanation of per-pixel scores: the heat map is them on the model's fixed scale, never
+        rescaled to one image's own maximum (a normal part must not light up because its image is calm)."""
+        return Explanation(score=score, picture=picture, pixels=pixels,
+                           heat=(pixels / self.heat_full_scale).clamp(0, 1))
 
     @property
     def config(self):
@@ -158,6 +167,27 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         quantiles = np.quantile(np.asarray(normal_scores, dtype=np.float64), levels)
         self.normal_score_quantiles.copy_(torch.as_tensor(quantiles, dtype=torch.float32))
 
+    @property
+    def pixels_calibrated(self):
+        """True once the highest pixel scores of held-out normal images are stored (training does it)."""
+        q = self.normal_peak_pixel_quantiles
+        return bool(q.any() and torch.isfinite(q).all() and (q[1:] >= q[:-1]).all())
+
+    def calibrate_pixels(self, peak_pixel_scores):
+        """Store the quantiles of held-out normal images' highest pixel scores."""
+        levels = np.linspace(0, 1, CALIBRATION_POINTS)
+        quantiles = np.quantile(np.asarray(peak_pixel_scores, dtype=np.float64), levels)
+        self.normal_peak_pixel_quantiles.copy_(torch.as_tensor(quantiles, dtype=torch.float32))
+
+    def pixel_threshold(self, percentile=99.0):
+        """The pixel score above which a pixel belongs to a defect region at this percentile: that
+        share of normal images shows no region at all, as that share of them is judged normal.
+        None when the model has no pixel calibration (a checkpoint written before it existed)."""
+        if not self.pixels_calibrated:
+            return None
+        quantiles = self.normal_peak_pixel_quantiles.cpu().numpy().astype(np.float64)
+        return float(np.interp(percentile, np.linspace(0, 100, CALIBRATION_POINTS), quantiles))
+
     def _quantiles(self):
         if not self.calibrated:
             raise InputError(f"{self.architecture}: the model is not calibrated, so its scores cannot "
@@ -211,5 +241,4 @@ class Autoencoder(Detector, tags=["autoencoder"]):
     def explain(self, x):
         reconstruction = self(x)
         maps = self.residual_maps(x, reconstruction)
-        return Explanation(score=maps.flatten(1).sum(dim=1).sqrt(), picture=reconstruction,
-                           heat=(maps.sqrt() / RESIDUAL_AT_FULL_HEAT).clamp(0, 1))
+        return self.explanation(maps.flatten(1).sum(dim=1).sqrt(), reconstruction, maps.sqrt())

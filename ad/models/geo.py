@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ad.data import CENTRE, IMAGE_SIZE
 from ad.errors import InputError
-from ad.models.base import Detector, Explanation
+from ad.models.base import Detector
 from ad.models.registry import register_model
 from ad.preprocess import resize
 
@@ -33,7 +33,7 @@ SHIFTED_WINDOWS = ((0, 0, 56, 56), (0, 8, 56, 56), (8, 0, 56, 56), (8, 8, 56, 56
 # zoomed out. Quarter turns added nothing on faces (measured on faces-dev) and cost 3/10 more.
 FACE_WINDOWS = ((8, 8, 48, 48), (0, 8, 48, 48), (16, 8, 48, 48), (8, 0, 48, 48), (8, 16, 48, 48),
                 (14, 14, 36, 36), (0, 0, 64, 64))
-EVIDENCE_AT_FULL_HEAT = 6.0  # heat map: share of the evidence per pixel, relative to an even spread
+EVIDENCE_AT_FULL_HEAT = 6.0  # uncalibrated heat map: share of the evidence per pixel, relative to an even spread
 
 
 def conv_pool(c_in, c_out):
@@ -48,8 +48,13 @@ class TransformPredictor(Detector):
                "image it is shown; on anything unlike the normal images it cannot, and that is the score.")
     small_config = {"channels": [8, 16, 32], "view_size": 24, "windows": [[0, 0, 64, 64]]}
     heat_title = "Evidence: where the score comes from"
-    heat_unit = "share of the evidence (input gradient) per pixel, relative to an even spread"
-    heat_full_scale = EVIDENCE_AT_FULL_HEAT
+    heat_unit = "evidence: how much the score moves with the pixel (input gradient, summed over colours)"
+
+    @property
+    def heat_full_scale(self):
+        """Full colour at the highest pixel of a normal image at the 99th percentile: one scale for
+        every image. A checkpoint without pixel calibration falls back to each image's own spread."""
+        return self.pixel_threshold(99.0) or 1.0
 
     def __init__(self, *, channels=(16, 32, 64, 128), view_size=32, windows=SHIFTED_WINDOWS, turns=(0, 1, 2, 3),
                  mirrors=False, crop=None, image_size=IMAGE_SIZE, fit=CENTRE):
@@ -123,11 +128,13 @@ class TransformPredictor(Detector):
             x = x.detach().clone().requires_grad_(True)
             losses = self.view_losses(x)
             (gradient,) = torch.autograd.grad(losses.sum(), x)
-        evidence = gradient.abs().sum(dim=1)  # (B, 64, 64)
-        evidence = evidence / evidence.flatten(1).mean(dim=1).clamp_min(1e-12)[:, None, None]
+        evidence = gradient.abs().sum(dim=1)  # (B, S, S)
         recognised = torch.exp(-losses.detach())  # probability given to the right answer
-        return Explanation(score=losses.detach().sum(dim=0), picture=self._montage(x.detach(), recognised),
-                           heat=(evidence / EVIDENCE_AT_FULL_HEAT).clamp(0, 1))
+        result = self.explanation(losses.detach().sum(dim=0), self._montage(x.detach(), recognised), evidence)
+        if not self.pixels_calibrated:  # no data-wide scale stored: each image's own spread
+            share = evidence / evidence.flatten(1).mean(dim=1).clamp_min(1e-12)[:, None, None]
+            result.heat = (share / EVIDENCE_AT_FULL_HEAT).clamp(0, 1)
+        return result
 
     def _montage(self, x, recognised):
         """The views in a grid with no empty cell, each framed from red (not recognised) to green."""

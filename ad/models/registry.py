@@ -51,6 +51,10 @@ CONFIG_FILE = "config.json"  # the architecture and its constructor arguments (t
 WEIGHTS_FILE = "model.safetensors"  # the weights and the calibration (normal_score_quantiles)
 
 
+# Buffers that checkpoints written before them lack: loaded as empty (uncalibrated), nothing else is.
+ADDED_LATER = ("normal_peak_pixel_quantiles",)
+
+
 def load_folder(folder, name=None, require_calibration=True):
     """config.json -> create_model -> load_state_dict(strict=True): a local folder's model, on the
     CPU in eval mode, or a clear refusal. `name` is what the user gave (a path, a zip, a Hub id).
@@ -72,6 +76,9 @@ def load_folder(folder, name=None, require_calibration=True):
         state = load_file(folder / WEIGHTS_FILE)
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({e})") from None
+    for key, value in model.state_dict().items():
+        if key.endswith(ADDED_LATER) and key not in state:  # written before pixels were calibrated
+            state[key] = torch.zeros_like(value)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
