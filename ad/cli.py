@@ -13,7 +13,7 @@ from ad.device import CPU_BATCH_SIZE, GPU_BATCH_SIZE, pick_device
 from ad.errors import InputError
 from ad.models import list_models
 from ad.preprocess import crop_box
-from ad.scoring import anomaly_scores, calibrate
+from ad.scoring import anomaly_scores, calibrate, explain_all
 from ad.training import TrainConfig
 
 BATCH_SIZE_HELP = f"default: {CPU_BATCH_SIZE} on CPU, {GPU_BATCH_SIZE} on GPU"
@@ -52,6 +52,8 @@ def add_train_arguments(parser):
     add("--labels", help="test labels (.npy or .csv): 0 normal, 1 anomaly")
     add("--sources", help="test source ids or names (.npy or .csv) for metrics per kind of anomaly")
     add("--source-names", help="names of numeric source ids, e.g. 1=UTKFace,2=CIFAR-10")
+    add("--masks", help="the test set's defect masks, MASKS/<kind>/<name>.png (default: ground_truth/ "
+        "beside an MVTec-style test/ folder)")
     add("--seed", type=int, help="seed of weights, order and augmentation")
     add("--resume", action="store_true",
         help="continue the unfinished run in --out, with the settings it started with")
@@ -128,7 +130,7 @@ def run_score(args):
 
 
 def run_evaluate(args):
-    from ad.evaluation import at_threshold, best_f1_threshold, metrics_by_source, rank_average
+    from ad.evaluation import at_threshold, best_f1_threshold, metrics_by_source, rank_average, test_metrics
 
     results, all_scores, test_sets = {}, [], {}  # the test set read once per input format
     for source in args.checkpoint:
@@ -136,12 +138,15 @@ def run_evaluate(args):
         key = tuple(model.input_format.values())
         if key not in test_sets:
             test_sets[key] = load_test_set(args.images, args.labels, args.sources, args.source_names,
-                                           **model.input_format)
+                                           masks=args.masks, **model.input_format)
         test_set = test_sets[key]
-        scores = anomaly_scores(model, test_set.images, batch_size=args.batch_size)
+        if test_set.masks is None:
+            scores, maps = anomaly_scores(model, test_set.images, batch_size=args.batch_size), None
+        else:
+            scores, maps, _ = explain_all(model, test_set.images, batch_size=args.batch_size)
         all_scores.append(scores)
         name = _model_name(source, results)
-        results[name] = metrics_by_source(test_set.labels, scores, test_set.sources)
+        results[name] = test_metrics(test_set, scores, maps)
         threshold, f1 = best_f1_threshold(test_set.labels, scores)
         results[name]["best_f1"] = {"threshold": threshold, "f1": f1}
         if args.threshold_percentile is not None:
@@ -159,9 +164,12 @@ def _print_evaluation(results, threshold_percentile):
     """The tables: ROC-AUC per kind of anomaly, every other metric overall, the verdicts at a threshold."""
     from ad.evaluation import METRICS, format_table
 
-    per_source, others = "roc_auc", [key for key in METRICS if key != "roc_auc"]
-    print(f"{METRICS[per_source].title}, overall and normal vs each kind of anomaly:")
-    print(format_table({name: r[per_source] for name, r in results.items()}))
+    per_kind = [key for key in PER_KIND_METRICS if any(key in r for r in results.values())]
+    others = [key for key in METRICS if key not in PER_KIND_METRICS]
+    for key in per_kind:
+        print(f"{'' if key == per_kind[0] else chr(10)}{METRICS[key].title}, overall and normal vs each "
+              "kind of anomaly:")
+        print(format_table({name: r[key] for name, r in results.items() if key in r}))
     print("\nOverall: " + ", ".join(METRICS[key].title for key in others) + ", best F1:")
     print(format_table({name: {**{METRICS[key].column: r[key]["overall"] for key in others if key in r},
                                **({"best F1": r["best_f1"]["f1"]} if "best_f1" in r else {})}
@@ -172,6 +180,7 @@ def _print_evaluation(results, threshold_percentile):
                             for name, r in results.items() if "at_threshold" in r}))
 
 
+PER_KIND_METRICS = ("roc_auc", "pixel_roc_auc", "pixel_aupro")  # a table each, one column per kind
 AT_THRESHOLD_COLUMNS = ("precision", "recall", "f1", "false_positive_rate", "true_positives", "false_positives",
                         "true_negatives", "false_negatives")
 
@@ -239,6 +248,9 @@ def build_parser():
     evaluate.add_argument("--labels", help=".npy or .csv, 0 normal / 1 anomaly (default, for a folder "
                           "or zip: its sub-folders, good/ normal and every other one a kind of anomaly)")
     evaluate.add_argument("--sources", help=".npy or .csv of per-image source ids or names")
+    evaluate.add_argument("--masks", help="folder of defect masks, MASKS/<kind>/<name>.png (or "
+                          "<name>_mask.png), for pixel ROC-AUC and AUPRO (default: ground_truth/ beside "
+                          "an MVTec-style test/ folder)")
     evaluate.add_argument("--source-names", help="names of numeric source ids, e.g. 1=UTKFace,2=CIFAR-10")
     evaluate.add_argument("--threshold-percentile", type=float, metavar="P",
                           help="also report precision, recall, F1 and the confusion counts when images "

@@ -9,7 +9,8 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from ad.data import check_two_classes
+from ad.data import check_two_classes, source_subsets
+from ad.pixel_metrics import pixel_metrics_by_kind
 from ad.files import write_text
 
 FALSE_POSITIVE_RATES = (0.01, 0.05)  # "how many anomalies are caught if 1% (5%) of normal images are flagged"
@@ -18,6 +19,7 @@ FALSE_POSITIVE_RATES = (0.01, 0.05)  # "how many anomalies are caught if 1% (5%)
 class Metric(NamedTuple):
     title: str  # in words: the model card's
     column: str  # a table column's: the app's and the command line's
+    needs_masks: bool = False  # a pixel metric: only test sets with defect masks have it
 
 
 # Every metric's name, said once: metrics.json's keys, the model card, `python -m ad evaluate`'s
@@ -27,6 +29,10 @@ METRICS = {
     "average_precision": Metric("average precision", "average precision"),
     "tpr_at_1%_fpr": Metric("anomalies caught at 1% false positives", "caught at 1% FPR"),
     "tpr_at_5%_fpr": Metric("anomalies caught at 5% false positives", "caught at 5% FPR"),
+    # with defect masks: is the heat map on the defect's pixels, and is every defect region found?
+    "pixel_roc_auc": Metric("pixel ROC-AUC (defect pixels above normal pixels)", "pixel ROC-AUC", True),
+    "pixel_aupro": Metric("pixel AUPRO (share of each defect found, up to 30% normal pixels flagged)",
+                          "pixel AUPRO", True),
 }
 
 
@@ -56,15 +62,6 @@ def tpr_key(false_positive_rate):
     return f"tpr_at_{false_positive_rate:.0%}_fpr"
 
 
-def source_subsets(labels, sources=None):
-    """{'overall': all images, '<source>': every normal image and that source's anomalies}."""
-    labels = np.asarray(labels)
-    subsets = {"overall": np.ones(len(labels), dtype=bool)}
-    if sources is not None:
-        sources, normal = np.asarray(sources), labels == 0
-        for source in sorted(np.unique(sources[~normal]).tolist(), key=str):
-            subsets[str(source)] = normal | ((sources == source) & ~normal)
-    return subsets
 
 
 def metrics_by_source(labels, scores, sources=None):
@@ -75,6 +72,15 @@ def metrics_by_source(labels, scores, sources=None):
                  for name, keep in source_subsets(labels, sources).items()}
     return {metric: {name: values[metric] for name, values in by_subset.items()}
             for metric in by_subset["overall"]}
+
+
+def test_metrics(test_set, scores, maps=None):
+    """Every metric a labelled test set allows, overall and per kind: image metrics, and pixel
+    metrics when the set has defect masks and `maps` (N, S, S) are the models' per-pixel scores."""
+    metrics = metrics_by_source(test_set.labels, scores, test_set.sources)
+    if test_set.masks is not None and maps is not None:
+        metrics |= pixel_metrics_by_kind(test_set.masks, maps, test_set.sources, test_set.labels)
+    return metrics
 
 
 def auc_by_source(labels, scores, sources=None):

@@ -5,7 +5,7 @@ import numpy as np
 from scipy import ndimage
 
 from ad.errors import InputError
-from ad.evaluation import source_subsets
+from ad.data import source_subsets
 
 FPR_LIMIT = 0.3  # the PRO curve is read up to 30% of normal pixels flagged, as MVTec AD's paper and anomalib do
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)  # pixels touching at a corner belong to one defect region

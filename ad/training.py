@@ -20,9 +20,9 @@ from ad import checkpoint
 from ad.data import CENTRE, IMAGE_SIZE, MIN_TRAINING_IMAGES, load_normal_images, load_test_set
 from ad.device import pick_device
 from ad.errors import InputError
-from ad.evaluation import metrics_by_source
+from ad.evaluation import test_metrics
 from ad.models import create_model
-from ad.scoring import anomaly_scores, calibrate
+from ad.scoring import anomaly_scores, calibrate, explain_all
 
 
 MIN_EPOCHS, MIN_STEPS, MAX_EPOCHS = 3, 100, 50  # what `epochs=None` means
@@ -57,6 +57,7 @@ class TrainConfig:
     test: str | None = None  # a labelled test set, evaluated after the last epoch
     labels: str | None = None  # its 0/1 labels
     sources: str | None = None  # its per-image sources, for metrics per kind of anomaly
+    masks: str | None = None  # its defect masks, for pixel metrics (found by itself beside MVTec's test/)
     source_names: str | None = None  # names of numeric source ids: "1=UTKFace,2=CIFAR-10"
     resume: bool = False  # continue the unfinished run in `out`, with its own settings
     overwrite: bool = False  # replace the checkpoint in `out`
@@ -191,7 +192,7 @@ def start_run(cfg, rank, world, local_rank):
     train_idx, holdout_idx = split_holdout(len(images), cfg.holdout, cfg.seed)
     # fail on bad test files now, not after hours of training
     test_set = load_test_set(cfg.test, cfg.labels, cfg.sources, cfg.source_names, size=cfg.image_size,
-                             fit=cfg.fit) if cfg.test else None
+                             fit=cfg.fit, masks=cfg.masks) if cfg.test else None
 
     if state is None:
         checkpoint.prepare_output(cfg.out, cfg.overwrite)
@@ -304,8 +305,11 @@ def save_checkpoint(run, finished):
 
 
 def evaluate_test_set(model, test_set):
-    scores = anomaly_scores(model, test_set.images, desc="test set")
-    return {**metrics_by_source(test_set.labels, scores, test_set.sources), "test_images": len(test_set.images)}
+    if test_set.masks is None:
+        scores, maps = anomaly_scores(model, test_set.images, desc="test set"), None
+    else:
+        scores, maps, _ = explain_all(model, test_set.images, desc="test set")
+    return {**test_metrics(test_set, scores, maps), "test_images": len(test_set.images)}
 
 
 def stop_everywhere(run, stop):

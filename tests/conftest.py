@@ -62,6 +62,32 @@ def make_images(count, kind="normal", seed=0):
     return images
 
 
+def add_flaws(images, seed=0, side=14):
+    """(flawed copies, masks (N, 64, 64) bool): a side x side patch of stripes painted at a random
+    place on each image: a flaw on an otherwise normal thing."""
+    rng = np.random.default_rng(seed)
+    stripes = make_images(len(images), "anomaly", seed=seed + 100)
+    flawed, masks = images.copy(), np.zeros(images.shape[:3], dtype=bool)
+    for i in range(len(images)):
+        top, left = rng.integers(4, 64 - side - 4, 2)
+        flawed[i, top:top + side, left:left + side] = stripes[i, top:top + side, left:left + side]
+        masks[i, top:top + side, left:left + side] = True
+    return flawed, masks
+
+
+def write_mvtec(root, normal, flawed, masks, kind="patch", mask_suffix="_mask"):
+    """A test set in MVTec AD's layout: test/good, test/<kind>, ground_truth/<kind>/<name><suffix>.png."""
+    from PIL import Image
+    for folder in ("test/good", f"test/{kind}", f"ground_truth/{kind}"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(normal):
+        Image.fromarray(image).save(root / "test" / "good" / f"{i:03d}.png")
+    for i, (image, mask) in enumerate(zip(flawed, masks)):
+        Image.fromarray(image).save(root / "test" / kind / f"{i:03d}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "ground_truth" / kind / f"{i:03d}{mask_suffix}.png")
+    return root / "test"
+
+
 @pytest.fixture(scope="session")
 def normal_images():
     return make_images(400, "normal")

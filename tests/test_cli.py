@@ -16,7 +16,7 @@ from ad.cli import THRESHOLD_PERCENTILE, main
 from ad.evaluation import METRICS
 from ad.training import TrainConfig
 from ad.scoring import anomaly_scores
-from conftest import ROOT
+from conftest import ROOT, add_flaws, make_images, write_mvtec
 
 
 def run(argv, capsys):
@@ -75,12 +75,13 @@ def test_evaluate_reports_sklearn_auc_per_source_and_an_ensemble(trained, data_f
     expected = roc_auc_score(labels, anomaly_scores(load_model(folders[0]), images))
     assert results["fcn"]["roc_auc"]["overall"] == pytest.approx(expected)
     assert set(results) == {"fcn", "geo", "ensemble"} and set(results["geo"]["roc_auc"]) == {"overall", "stripes"}
-    assert {*METRICS, "best_f1"} <= set(results["fcn"])
+    image_metrics = {key for key, metric in METRICS.items() if not metric.needs_masks}
+    assert {*image_metrics, "best_f1"} <= set(results["fcn"]) and not set(METRICS) - image_metrics & set(results["fcn"])
     assert "at_threshold" not in results["fcn"]  # only when a threshold is asked for
     status, table, _ = run(["evaluate", "--checkpoint", *folders, "--images", str(data_files / "testingset.npy"),
                             "--labels", str(data_files / "testing_labels.npy")], capsys)
     assert status == 0 and all(name in table for name in ("fcn", "geo", "ensemble"))
-    assert all(metric.column in table for key, metric in METRICS.items() if key != "roc_auc")
+    assert all(metric.column in table for key, metric in METRICS.items() if key != "roc_auc" and not metric.needs_masks)
 
 
 def test_evaluate_at_a_threshold_percentile_counts_what_the_verdicts_would_be(trained, data_files, capsys):
@@ -168,3 +169,20 @@ def test_each_command_runs_end_to_end_as_a_program(trained, data_files, tmp_path
     assert calibrate.returncode == 0 and "calibrated" in calibrate.stdout, calibrate.stderr
     bad = program("train.py", "--arch", "fcn", "--data", "README.md", "--out", str(tmp_path / "never"))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_evaluate_finds_mvtec_masks_and_reports_pixel_metrics_per_kind(trained, tmp_path, capsys):
+    normal = make_images(12, "normal", seed=5)
+    flawed, masks = add_flaws(make_images(12, "normal", seed=6), seed=6)
+    test = write_mvtec(tmp_path / "parts", normal, flawed, masks)  # ground_truth/ beside test/, found by itself
+    status, out, err = run(["evaluate", "--checkpoint", str(trained("fcn")), "--images", str(test), "--json"], capsys)
+    assert status == 0, err
+    results = json.loads(out)["fcn"]
+    assert set(results["pixel_roc_auc"]) == set(results["pixel_aupro"]) == {"overall", "patch"}
+    assert results["pixel_roc_auc"]["overall"] > 0.8  # the residual lies on the painted patch
+    assert 0 < results["pixel_aupro"]["overall"] <= 1
+    status, table, _ = run(["evaluate", "--checkpoint", str(trained("fcn")), "--images", str(test)], capsys)
+    assert status == 0 and METRICS["pixel_aupro"].title in table and METRICS["pixel_roc_auc"].title in table
+    (tmp_path / "parts" / "ground_truth" / "patch" / "003_mask.png").unlink()
+    status, _, err = run(["evaluate", "--checkpoint", str(trained("fcn")), "--images", str(test)], capsys)
+    assert status != 0 and "patch/003" in err and "without a mask" in err

@@ -8,6 +8,7 @@ import numpy as np
 
 from ad.data.arrays import CENTRE, IMAGE_SIZE
 from ad.data.images import load_images
+from ad.data.masks import find_masks_folder, fit_mask, image_sizes, load_masks
 from ad.errors import InputError
 
 
@@ -85,6 +86,7 @@ class TestSet:
     labels: np.ndarray | None  # int64 (N,)
     sources: np.ndarray | None  # str (N,): the kind of each image, by name
     names: list
+    masks: np.ndarray | None = None  # bool (N, S, S): each image's defect pixels, fitted as the image
 
 
 NORMAL_FOLDERS = ("good", "normal")  # MVTec AD's test/good; every other folder is a kind of anomaly
@@ -126,13 +128,14 @@ def labels_itself(names):
 
 
 def load_test_set(images, labels=None, sources=None, source_names=None, require_labels=True, size=IMAGE_SIZE,
-                  fit=CENTRE):
+                  fit=CENTRE, masks=None):
     """The one loader of test sets: images as load_images takes them, labels as load_labels,
     sources as load_sources (they override a `source` column of a labels CSV), `source_names` as
     parse_source_names takes them. Without a labels file, a folder or zip labels its images by the
     folder each lies in: good/ (or normal/) is normal, any other folder is an anomaly source of that
     name. With `require_labels=False`, a set with no labels is scored as it is (labels None). The
-    images are read at `size` and `fit`, the scoring model's input_format."""
+    images are read at `size` and `fit`, the scoring model's input_format. Defect masks are read
+    from `masks` (see ad.data.masks), or by themselves from ground_truth/ beside an MVTec-style test/."""
     array, names = load_images(images, size=size, fit=fit)
     is_collection = Path(str(images)).is_dir() or str(images).lower().endswith(".zip")
     source_values = None
@@ -150,7 +153,21 @@ def load_test_set(images, labels=None, sources=None, source_names=None, require_
     if label_values is not None:
         check_two_classes(label_values, Path(str(labels)).name if labels else f"{images}'s sub-folders")
     return TestSet(array, label_values, None if source_values is None else name_sources(source_values, source_names),
-                   names)
+                   names, _read_masks(images, names, label_values, masks, size, fit))
+
+
+def _read_masks(images, names, labels, masks, size, fit):
+    """The test set's masks fitted to the model's square, or None when it has none."""
+    masks = masks or find_masks_folder(images)
+    if masks is None:
+        return None
+    if not Path(str(images)).is_dir():
+        raise InputError(f"{images}: masks are matched to image files by name; give the test images as a "
+                         "folder (MVTec AD's test/<kind>/<name>), not an array or a zip")
+    if labels is None:
+        raise InputError(f"{images}: masks need the images' labels (0 = normal, 1 = anomaly)")
+    found = load_masks(names, labels, masks, image_sizes(images, names))
+    return np.stack([fit_mask(mask, size, fit) for mask in found])
 
 
 def _load_vector(path, what):
@@ -194,3 +211,14 @@ def _read_labels_csv(path, names):
     labels = np.array([values[i] for i in order])
     sources = None if source_values is None else np.array([source_values[i].strip() for i in order])
     return labels, sources
+
+
+def source_subsets(labels, sources=None):
+    """{'overall': all images, '<source>': every normal image and that source's anomalies}."""
+    labels = np.asarray(labels)
+    subsets = {"overall": np.ones(len(labels), dtype=bool)}
+    if sources is not None:
+        sources, normal = np.asarray(sources), labels == 0
+        for source in sorted(np.unique(sources[~normal]).tolist(), key=str):
+            subsets[str(source)] = normal | ((sources == source) & ~normal)
+    return subsets
