@@ -14,7 +14,7 @@ from ad.errors import InputError
 from ad.models import list_models
 from ad.preprocess import crop_box
 from ad.scoring import anomaly_scores, calibrate, explain_all
-from ad.training import TrainConfig
+from ad.training import TrainConfig, train_config
 
 BATCH_SIZE_HELP = f"default: {CPU_BATCH_SIZE} on CPU, {GPU_BATCH_SIZE} on GPU"
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -91,7 +91,7 @@ def run_train(args, argv):
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if given.get("resume") and _is_main_process():
         _say_what_resume_ignores(given)
-    train(TrainConfig(**given, command="python train.py " + shlex.join(argv)))
+    train(train_config(**given, command="python train.py " + shlex.join(argv)))
     if args.push_to_hub and _is_main_process():
         print(checkpoint.push(args.out, args.push_to_hub, private=args.private, revision=args.revision))
 

@@ -21,7 +21,7 @@ from ad.data import CENTRE, IMAGE_SIZE, MIN_TRAINING_IMAGES, load_normal_images,
 from ad.device import pick_device
 from ad.errors import InputError
 from ad.evaluation import test_metrics
-from ad.models import create_model
+from ad.models import create_model, model_class
 from ad.scoring import anomaly_scores, calibrate, explain_all
 
 
@@ -49,6 +49,7 @@ class TrainConfig:
     crop: tuple | None = None  # (top, left, height, width) read by the model; saved in its config
     image_size: int = IMAGE_SIZE  # side of the square every picture is read at (HW8's 64); saved in its config
     fit: str = CENTRE  # how a picture becomes that square: "centre" square or "whole" (ad.data.FITS)
+    min_steps: int = MIN_STEPS  # epochs=None: enough passes for this many steps (at most MAX_EPOCHS)
     holdout: float = 0.05  # share of the normal images kept out of training to calibrate scores
     flip: bool = True  # mirrored normal images are normal too (faces, most objects)
     limit: int | None = None  # train on N images spread over the set only (quick runs, tests)
@@ -107,7 +108,7 @@ class Run:
         self.batch_size = min(self.cfg.batch_size, self.per_rank)
         self.steps_per_epoch = self.per_rank // self.batch_size  # no partial batch: BatchNorm dislikes size 1
         if self.cfg.epochs is None:  # stated in the run's record, so --resume continues with the same
-            self.cfg = replace(self.cfg, epochs=default_epochs(self.steps_per_epoch))
+            self.cfg = replace(self.cfg, epochs=default_epochs(self.steps_per_epoch, self.cfg.min_steps))
 
     @property
     def total_steps(self):
@@ -133,10 +134,16 @@ def split_holdout(count, share, seed):
     return np.sort(order[held:]), np.sort(order[:held])
 
 
-def default_epochs(steps_per_epoch):
-    """What `epochs=None` means: 3 passes, more for small sets so that there are 100 steps (but
-    at most 50 passes: each ends with calibration and a checkpoint)."""
-    return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / max(1, steps_per_epoch))))
+def default_epochs(steps_per_epoch, min_steps=MIN_STEPS):
+    """What `epochs=None` means: 3 passes, more for small sets so that there are `min_steps` steps
+    (but at most 50 passes: each ends with calibration and a checkpoint)."""
+    return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(min_steps / max(1, steps_per_epoch))))
+
+
+def train_config(**given):
+    """The TrainConfig of what a user gave, the architecture's own training defaults filling in the
+    rest (a segmenter of 256 px pictures trains on smaller batches, for more steps, than geo)."""
+    return TrainConfig(**{**model_class(given.get("arch", TrainConfig.arch)).training_defaults, **given})
 
 
 def warmup_steps(total_steps, cfg):
@@ -351,7 +358,8 @@ def seconds_per_step(architecture, device):
 def training_estimate(image_count, architecture, passes=1, device=None):
     """(epochs, steps per epoch, seconds) of training `image_count` images with `passes` times the
     default number of epochs, on this machine."""
-    steps = max(1, len(split_holdout(image_count, TrainConfig.holdout, 0)[0]) // TrainConfig.batch_size)
-    epochs = default_epochs(steps) * passes
+    cfg = train_config(arch=architecture)
+    steps = max(1, len(split_holdout(image_count, cfg.holdout, 0)[0]) // cfg.batch_size)
+    epochs = default_epochs(steps, cfg.min_steps) * passes
     step = seconds_per_step(architecture, device or pick_device())
     return epochs, steps, epochs * (steps * step + EPOCH_OVERHEAD_SECONDS)

@@ -29,7 +29,7 @@ from ad.data import standardize_images
 from ad.evaluation import roc_auc
 from ad.files import write_json
 from ad.scoring import anomaly_scores
-from ad.training import TrainConfig, train
+from ad.training import train, train_config
 from benchmarks import ROOT
 from benchmarks.readme import markdown_table, publish
 
@@ -90,7 +90,7 @@ def run_class(options, normal_class, train_x, train_y, test_images, test_y, work
     np.save(data, train_x[train_y == normal_class])
     out = Path(workdir) / f"class{normal_class}-model"
     started = time.perf_counter()
-    train(TrainConfig(data=str(data), out=str(out), overwrite=True, **options))
+    train(train_config(data=str(data), out=str(out), overwrite=True, **options))
     seconds = time.perf_counter() - started
     scores = anomaly_scores(checkpoint.load(out), test_images)
     return roc_auc((test_y != normal_class).astype(int), scores), seconds

@@ -48,6 +48,7 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     heat_unit = ""  # what a heat value measures
     heat_full_scale = 1.0  # the value drawn at full colour, in heat_unit
     small_config = {}  # a real configuration that trains in seconds on a CPU (tests, quick demos)
+    training_defaults = {}  # TrainConfig values this architecture trains best with, unless given
     mirror_sensitive = False  # True when its task tells mirrored images apart: training must not mirror
     has_latent = False  # True when encode(x) and decode(z) give a latent code to explore
     reconstructs = False  # True when `picture` redraws the input, pixel for pixel (a before/after pair)
