@@ -37,6 +37,7 @@ RESULTS = ROOT / "benchmarks" / "defects_results.json"
 AUTOENCODER = {"fit": "whole", "epochs": 20}
 ROWS = {
     "recommended (train.py defaults)": {},
+    "seg (its own defaults: 128 px, the whole picture)": {"arch": "seg"},
     "fcn": {"arch": "fcn", **AUTOENCODER},
     "cnn": {"arch": "cnn", **AUTOENCODER},
     "vae": {"arch": "vae", **AUTOENCODER},
@@ -46,11 +47,11 @@ ROWS = {
 }
 
 # Published means on MVTec AD (another data set: 15 kinds of object and texture), for scale.
-PUBLISHED = [
-    ("AE-L2 (Bergmann et al. 2019, SSIM-AE paper, Table 2), MVTec AD", None, 0.82, None),
-    ("SSIM-AE (Bergmann et al. 2019, Table 2), MVTec AD", None, 0.87, None),
-    ("CutPaste (Li et al. 2021, Tables 1 and 3), MVTec AD", 0.952, 0.960, None),
-    ("DRAEM (Zavrtanik et al. 2021, Table 2), MVTec AD", 0.980, 0.973, None),
+PUBLISHED = [  # (what, image ROC-AUC, pixel ROC-AUC, pixel AUPRO); None: not reported there
+    ("AE-L2 (Bergmann et al., CVPR 2019, Table 3: mean of its per-category values), MVTec AD", None, 0.82, None),
+    ("AE-SSIM (Bergmann et al., CVPR 2019, Table 3: mean of its per-category values), MVTec AD", None, 0.87, None),
+    ("CutPaste 3-way (Li et al., CVPR 2021, Tables 1 and 2), MVTec AD", 0.952, 0.960, None),
+    ("DRAEM (Zavrtanik et al., ICCV 2021, Tables 1 and 2), MVTec AD", 0.980, 0.973, None),
 ]
 METRIC_COLUMNS = ("roc_auc", "pixel_roc_auc", "pixel_aupro")
 

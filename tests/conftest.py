@@ -75,6 +75,38 @@ def add_flaws(images, seed=0, side=14):
     return flawed, masks
 
 
+def make_textures(count, seed=0):
+    """64x64 grey surfaces of one fine grain (a tile, a sheet of metal), each a little lighter or darker."""
+    rng = np.random.default_rng([seed, 7])
+    grain = rng.uniform(0.35, 0.65, (count, 1, 1, 1)) + rng.normal(0, 0.08, (count, 64, 64, 1))
+    return (np.clip(grain, 0, 1).repeat(3, axis=3) * 255).astype(np.uint8)
+
+
+def add_stains(images, seed=0, radius=7):
+    """(stained copies, masks): a dark round stain (a blowhole, a drop) at a random place on each."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    stained, masks = images.copy(), np.zeros(images.shape[:3], dtype=bool)
+    for i in range(len(images)):
+        cy, cx = rng.integers(radius + 5, 64 - radius - 5, 2)
+        masks[i] = np.hypot(yy - cy, xx - cx) < radius
+        stained[i][masks[i]] = (stained[i][masks[i]] * 0.35).astype(np.uint8)
+    return stained, masks
+
+
+@pytest.fixture(scope="session")
+def trained_on_texture(tmp_path_factory):
+    """The small segmenter trained on textured surfaces, as `trained` trains the other models."""
+    from ad.training import train
+    folder = tmp_path_factory.mktemp("texture")
+    np.save(folder / "surfaces.npy", make_textures(400))
+    settings = dict(arch="seg", data=str(folder / "surfaces.npy"), out=str(folder / "seg"), epochs=SMALL_EPOCHS["seg"],
+                    batch_size=32, lr=3e-3, warmup_steps=5, model=small("seg"), holdout=0.1)
+    from ad.training import TrainConfig
+    train(TrainConfig(**settings))
+    return folder / "seg"
+
+
 def write_mvtec(root, normal, flawed, masks, kind="patch", mask_suffix="_mask"):
     """A test set in MVTec AD's layout: test/good, test/<kind>, ground_truth/<kind>/<name><suffix>.png."""
     from PIL import Image
@@ -113,6 +145,9 @@ def data_files(tmp_path_factory, normal_images, test_images):
     return folder
 
 
+SMALL_EPOCHS = {"seg": 10}  # the segmenter learns from defects it makes itself: it needs more steps
+
+
 def train_config(data_files, out, arch="fcn", **overrides):
     from ad.training import TrainConfig
     settings = dict(arch=arch, data=str(data_files / "trainingset.npy"), out=str(out), epochs=3,
@@ -130,7 +165,8 @@ def trained(data_files, tmp_path_factory):
     def get(arch):
         if arch not in folders:
             out = tmp_path_factory.mktemp("trained") / arch
-            train(train_config(data_files, out, arch, test=str(data_files / "testingset.npy"),
+            train(train_config(data_files, out, arch, epochs=SMALL_EPOCHS.get(arch, 3),
+                               test=str(data_files / "testingset.npy"),
                                labels=str(data_files / "testing_labels.npy"),
                                sources=str(data_files / "testing_sources.npy")))
             folders[arch] = out

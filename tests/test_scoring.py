@@ -7,7 +7,7 @@ import torch
 from ad import InputError, create_model, list_models, load_model
 from ad.scoring import Detection, anomaly_scores, detect, verdict
 from ad.ui.render import DISPLAY_SIZE, heat_map, model_view
-from conftest import small
+from conftest import add_stains, make_textures, small
 
 
 def test_score_is_the_l2_norm_of_the_residual(normal_images):
@@ -116,3 +116,27 @@ def test_training_scoring_and_evaluation_read_at_the_checkpoints_format(data_fil
           str(data_files / "testingset.npy"), "--labels", str(data_files / "testing_labels.npy"), "--json"])
     out = capsys.readouterr().out
     assert "wrote 1 scores" in out and '"ensemble"' in out  # a 32x32 and a 64x64 model on one test set
+
+
+def test_the_segmenter_finds_a_flaw_on_a_normal_surface_and_outlines_it(trained_on_texture):
+    model = load_model(trained_on_texture)
+    stained, masks = add_stains(make_textures(8, seed=3), seed=3)
+    inside, outside, on_flaw = [], [], []
+    for image, mask in zip(stained, masks):
+        detection = detect(model, image)
+        region = detection.region(99)
+        assert region is not None and region.shape == mask.shape
+        inside.append(detection.heat[mask].mean())
+        outside.append(detection.heat[~mask].mean())
+        on_flaw.append((region & mask).sum() / max(1, region.sum()))
+    assert np.mean(inside) > 1.5 * np.mean(outside)  # the heat map points at the flaw
+    assert np.median(on_flaw) > 0.6  # and most of the outlined region lies on it
+    assert not detect(model, make_textures(1, seed=4)[0]).region(99.9).any()  # a clean surface: nothing
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_calibrated_model_outlines_nothing_on_most_normal_images(arch, trained, test_images):
+    model = load_model(trained(arch))
+    images, labels, _ = test_images
+    regions = [detect(model, image).region(99) for image in images[labels == 0][:20]]
+    assert np.mean([region.any() for region in regions]) <= 0.3  # calibrated: 1% of held-out ones show any

@@ -1,0 +1,94 @@
+"""A defect segmenter: a small U-Net that learned, from normal images with synthetic defects pasted in,
+to mark the pixels that do not belong (DRAEM's discriminative network, trained from scratch).
+
+Its heat map is the probability that each pixel is part of a defect, the same scale for every image,
+so it points at a flaw rather than at the image's own busiest part; the image score is the mean of
+the most suspicious 1% of pixels, so one small flaw counts and one noisy pixel does not.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ad.data import CENTRE, IMAGE_SIZE, WHOLE
+from ad.models.base import Detector
+from ad.models.registry import register_model
+from ad.synthetic import add_defects, blur
+
+DEFECT_SIZE = 128  # px: a crack must stay a few pixels wide, and 2 CPU cores must train it in minutes
+GROUPS = 4  # GroupNorm: the same in training and in use, at the small batches a CPU trains on
+
+
+def double_conv(c_in, c_out):
+    norm = lambda: nn.GroupNorm(min(GROUPS, c_out), c_out)  # noqa: E731
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), norm(), nn.ReLU(inplace=True),
+                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), norm(), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    """The deep levels see a wide context (what is normal here), the skips keep the pixels' detail."""
+
+    def __init__(self, *, width, depth):
+        super().__init__()
+        channels = [width * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList([double_conv(3, channels[0])]
+                                  + [double_conv(channels[i], channels[i + 1]) for i in range(depth)])
+        self.up = nn.ModuleList([double_conv(channels[i + 1] + channels[i], channels[i]) for i in reversed(range(depth))])
+        self.head = nn.Conv2d(channels[0], 1, 1)
+
+    def forward(self, x):  # (B, 3, S, S) -> (B, S, S) logits
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        x = skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))
+        return self.head(x)[:, 0]
+
+
+@register_model("seg", order=7)
+class DefectSegmenter(Detector):
+    tagline = "finds flaws: where is the defect?"
+    summary = ("A defect segmenter: a small U-Net trained on normal images with synthetic defects pasted in "
+               "marks each pixel that does not belong; its score is how strongly the worst pixels are marked.")
+    score_description = "the mean defect probability of the most suspicious 1% of pixels"
+    picture_label = "Where it sees a defect (red: likely)"
+    heat_title = "Defect probability per pixel"
+    heat_unit = "probability that the pixel is part of a defect"
+    heat_full_scale = 1.0
+    small_config = {"width": 4, "depth": 2}
+    training_defaults = {"image_size": DEFECT_SIZE, "fit": WHOLE, "batch_size": 16, "min_steps": 700}
+
+    def __init__(self, *, width=8, depth=4, defect_share=0.75, min_area=0.002, max_area=0.3, focal_gamma=2.0,
+                 top_share=0.01, smooth=5, crop=None, input_size=None, image_size=IMAGE_SIZE, fit=CENTRE):
+        super().__init__(crop=crop, input_size=input_size or image_size, image_size=image_size, fit=fit)
+        self.net = UNet(width=width, depth=depth)
+        self.defect_share, self.min_area, self.max_area = defect_share, min_area, max_area
+        self.focal_gamma, self.top_share, self.smooth = focal_gamma, top_share, smooth
+
+    def loss(self, x):
+        """Focal loss on the synthetic defects' masks: most pixels are easy normal ones."""
+        flawed, masks = add_defects(x, self.defect_share, self.min_area, self.max_area)
+        bce = F.binary_cross_entropy_with_logits(self.net(flawed), masks, reduction="none")
+        return ((1 - torch.exp(-bce)) ** self.focal_gamma * bce).mean() * 10
+
+    def defect_probability(self, x):  # (B, 3, S, S) -> (B, S, S) in [0, 1]
+        probability = torch.sigmoid(self.net(x))[:, None]
+        return (blur(probability, self.smooth) if self.smooth > 1 else probability)[:, 0]
+
+    def score_of(self, probability):
+        flat = probability.flatten(1)
+        return flat.topk(max(1, round(self.top_share * int(flat.shape[1]))), dim=1).values.mean(dim=1)
+
+    def score(self, x):
+        return self.score_of(self.defect_probability(x))
+
+    @torch.no_grad()
+    def explain(self, x):
+        probability = self.defect_probability(x)
+        red = torch.tensor([1.0, -1.0, -1.0], device=x.device)[None, :, None, None]
+        picture = x * (1 - probability[:, None]) + red * probability[:, None]
+        return self.explanation(self.score_of(probability), picture, probability)
