@@ -22,7 +22,7 @@ from ad.training import TrainConfig, training_estimate
 from ad.ui import render, texts, uploads
 from ad.ui.errors import user_errors
 from ad.ui.lru import LRU
-from ad.ui.sessions import LoadedModels, model_folder, new_session, training_epochs
+from ad.ui.sessions import LoadedModels, Sessions, model_folder, training_epochs
 from ad.ui.stored_run import PERCENTILE, EvaluationRun
 from ad.ui.uploads import names_image_formats, read_upload
 
@@ -60,19 +60,37 @@ class Handlers:
         self.sample_testset = sample_testset  # a folder in HW8's layout with labels, or None
         self.page = None  # the components, by tab (ad.ui.tabs.build_demo sets it): what callbacks answer into
         self.loaded = LoadedModels(pick_device())  # the visitors' own models, loaded when used
+        self.sessions = Sessions()  # key -> a visitor's folder of models; the page holds the key
         self.stop_requests = set()  # session hashes whose training should end after this epoch
         self.training_uploads = LRU(1)  # files -> (images, skipped): inspected on every change, then trained
         self.evaluations = LRU(KEPT_EVALUATIONS)  # key -> EvaluationRun: the scores the threshold slider reuses
         self.detections = LRU(KEPT_DETECTIONS)  # (model id, image digest) -> (model, Detection)
 
-    def model(self, name, session):
-        """A shipped model, or one this visitor trained."""
+    def model(self, name, key):
+        """A shipped model, or one this visitor (whose session `key` names) trained."""
+        session = self.sessions.get(key)
         if session and name in session["models"]:  # train() refuses the shipped models' names
             return self.loaded.get(session["models"][name])
         return self.zoo.get(name)
 
-    def all_models(self, session):
-        return {**self.zoo.models, **{name: self.model(name, session) for name in (session or {}).get("models", {})}}
+    def all_models(self, key):
+        own = (self.sessions.get(key) or {}).get("models", {})
+        return {**self.zoo.models, **{name: self.model(name, key) for name in own}}
+
+    def restore(self, key):
+        """The page (re)loaded: a key kept in the browser that names a live session brings its models
+        back into the menus; any other key is dropped (the next training starts a new session)."""
+        if self.sessions.get(key) is None:
+            return {self.page.session: None}
+        return {self.page.session: key, **self._menus(key)}
+
+    def _menus(self, key, chosen=None):
+        """The model menus with this visitor's own models in them; `chosen` picked in Detect."""
+        models, page = self.all_models(key), self.page
+        detect = gr.Dropdown(choices=texts.choice_labels(models), value=chosen) if chosen else gr.Dropdown(
+            choices=texts.choice_labels(models))
+        return {page.detect.model: detect, page.evaluate.models: gr.Dropdown(choices=list(models)),
+                page.latent.model: gr.Dropdown(choices=self.latent_names(key))}
 
     # ---------------------------------------------------------------- detect
 
@@ -125,7 +143,7 @@ class Handlers:
         details = {**seen, "threshold_percentile": float(threshold_percentile), "threshold_score": threshold,
                    "verdict": judged}
         return {ui.verdict: render.verdict_html(seen["model"], judged, seen["score"], seen["percentile"],
-                                                threshold_percentile),
+                                                threshold_percentile, texts.calibration_images(model)),
                 ui.details: details,
                 ui.chart: render.normal_scores_chart(model.normal_score_quantiles.cpu().numpy(), seen["score"],
                                                      threshold, judged)}
@@ -267,12 +285,18 @@ class Handlers:
                                Path(tempfile.mkdtemp(prefix="ad-evaluate-")))  # per request: users never collide
 
     @user_errors
-    def open_in_detect(self, key, shown, gallery, event: gr.SelectData):
-        """A gallery image clicked in Evaluate opens in Detect, with the model that judged it."""
-        run, page = self._run(key), self.page
+    def open_in_detect(self, key, shown, gallery, mode, threshold_percentile, event: gr.SelectData):
+        """A gallery image clicked in Evaluate opens in Detect, with the model that judged it, judged at
+        the same threshold (a best-F1 threshold as the percentile of normal scores it falls at). The old
+        verdict's details go, so the threshold's own change does not judge the old image again."""
+        run, page, name = self._run(key), self.page, shown["model"]
         index = shown[gallery][event.index]
         path = uploads.save_picture(run.test_set.images[index], "ad-open-", Path(run.test_set.names[index]).stem)
-        return {page.detect.image: path, page.detect.model: shown["model"], page.tabs: gr.Tabs(selected="detect")}
+        percentile = float(run.models[name].percentile(run.thresholds(mode, threshold_percentile)[name]))
+        percentile = min(99.9, round(percentile, 1))
+        return {page.detect.image: path, page.detect.model: name, page.detect.details: None,
+                page.detect.threshold: gr.Slider(value=percentile, minimum=min(50.0, percentile)),
+                page.tabs: gr.Tabs(selected="detect")}
 
     # ---------------------------------------------------------------- latent space
 
@@ -354,7 +378,7 @@ class Handlers:
         """Train a detector on the uploaded normal images; it joins this visitor's models."""
         progress(0, desc="reading the images")
         images, _ = self._training_set(files)
-        session = session or new_session()
+        key, session = self.sessions.get_or_new(session)  # a key naming no live session: a new one
         name = (name or "").strip() or f"my-{architecture}-{len(session['models']) + 1}"
         if name in self.zoo.models:
             raise InputError(f"'{name}' is a shipped model's name; choose another")
@@ -372,14 +396,11 @@ class Handlers:
                    f"{record['held_out_loss']:.4f}, {record['seconds']:.0f} s", ui.loss: render.loss_figure(history)}
         self.stop_requests.discard(stop_key)
         session["models"][name] = str(out)
-        models, page = self.all_models(session), self.page
         yield {ui.trained_name: name, ui.status: texts.ready(name, len(history), history[-1]["epochs"]),
                ui.loss: render.loss_figure(history),
-               ui.card: texts.card(self.loaded.get(str(out)), out, len(images)), page.session: session,
+               ui.card: texts.card(self.loaded.get(str(out)), out, len(images)), self.page.session: key,
                ui.download: str(checkpoint.to_zip(out, Path(session["folder"]) / f"{name}.zip")),
-               page.detect.model: gr.Dropdown(choices=texts.choice_labels(models), value=name),
-               page.evaluate.models: gr.Dropdown(choices=list(models)),
-               page.latent.model: gr.Dropdown(choices=self.latent_names(session))}
+               **self._menus(key, chosen=name)}
 
     def stop_training(self, request: gr.Request):
         """The Stop button: the run ends after the epoch it is in, keeping that epoch's model."""
@@ -389,7 +410,8 @@ class Handlers:
     @user_errors
     def push(self, name, repo_id, token, session=None):
         """Upload one of this visitor's models; the token is used for this call only, never kept."""
-        if not session or name not in session["models"]:
+        own = (self.sessions.get(session) or {}).get("models", {})
+        if name not in own:
             raise InputError("train a model first: only this session's models can be pushed from here")
-        url = checkpoint.push(session["models"][name], (repo_id or "").strip(), token=token or None)
+        url = checkpoint.push(own[name], (repo_id or "").strip(), token=token or None)
         return f"Pushed **{name}** to the Hub: {url}"
