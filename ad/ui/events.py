@@ -87,7 +87,7 @@ def evaluate_events(handlers, page):
                              **PAGE_ONLY).then(
         handlers.evaluate, [ui.dataset, ui.images, ui.labels, ui.sources, ui.models, ui.mode, ui.percentile, session],
         ui.answer, api_name="evaluate", concurrency_limit=1)
-    enabled = {ui.button: gr.Button(interactive=True)}
+    enabled = {ui.button: gr.update(interactive=True)}  # an update: gr.Button() here would add a button
     scored.success(lambda: enabled, None, ui.button, api_name="evaluate_ended", **PAGE_ONLY)
     recover(scored, ui.answer, "evaluate", also=enabled)
     moved = gr.on([ui.mode.change, ui.percentile.change, ui.inspected.input], handlers.at_threshold,

@@ -389,11 +389,15 @@ class Handlers:
                           epochs=int(epochs) if epochs else None, command=f"the app's Train tab ({name})")
         history, stop_key = [], request.session_hash if request else None
         self.stop_requests.discard(stop_key)
-        for record in training_epochs(cfg, stop=lambda: stop_key in self.stop_requests):
-            history.append(record)
-            progress(record["epoch"] / record["epochs"], desc=f"epoch {record['epoch']}/{record['epochs']}")
-            yield {ui.status: f"Epoch {record['epoch']} of {record['epochs']}: held-out loss "
-                   f"{record['held_out_loss']:.4f}, {record['seconds']:.0f} s", ui.loss: render.loss_figure(history)}
+        try:
+            for record in training_epochs(cfg, stop=lambda: stop_key in self.stop_requests):
+                history.append(record)
+                progress(record["epoch"] / record["epochs"], desc=f"epoch {record['epoch']}/{record['epochs']}")
+                yield {ui.status: f"Epoch {record['epoch']} of {record['epochs']}: held-out loss "
+                       f"{record['held_out_loss']:.4f}, {record['seconds']:.0f} s",
+                       ui.loss: render.loss_figure(history)}
+        except InputError as e:  # about the images: named as the visitor knows them, not by the server's file
+            raise InputError(str(e).replace(source.name, "the uploaded images")) from None
         self.stop_requests.discard(stop_key)
         session["models"][name] = str(out)
         yield {ui.trained_name: name, ui.status: texts.ready(name, len(history), history[-1]["epochs"]),

@@ -177,9 +177,9 @@ def verdict_html(name, verdict, score, percentile, threshold_percentile, calibra
     sentence = {"0": f"As usual as the most typical normal images {name} was checked against",
                 "100": f"More unusual than every normal image {name} was checked against"}.get(
         unusual, f"More unusual than {unusual}% of the normal images {name} was checked against")
-    checked = (f" The threshold comes from {calibration_images:,} held-out normal images."
-               if calibration_images else "")
     warning = calibration_warning(calibration_images, threshold_percentile)
+    checked = (f" The threshold comes from {calibration_images:,} held-out normal images."
+               if calibration_images and not warning else "")
     warning = (f'<div style="margin-top:4px;color:#92400e"><b>Few normal images:</b> {name} was {warning}.</div>'
                if warning else "")
     return (f'<div class="verdict" style="border-left:6px solid {colour};padding:6px 12px">'
