@@ -143,7 +143,7 @@ def calibration_warning(count, percentile):
     scores (fewer than CALIBRATION_TAIL of them above it); None when they are enough."""
     if count is None or count * (100 - percentile) / 100 >= CALIBRATION_TAIL:
         return None
-    return (f"calibrated on {count:,} held-out normal images: too few for the {percentile:g}th percentile "
+    return (f"calibrated on {count:,} held-out normal images: too few for percentile {percentile:g} "
             f"(fewer than {CALIBRATION_TAIL} of them score above it), so its threshold is rough; a lower "
             "percentile, or more normal images, makes it firmer")
 

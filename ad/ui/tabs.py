@@ -209,6 +209,7 @@ def evaluate_tab(names, sample):
         flagged = gr.Gallery(label="The most anomalous images (click one to open it in Detect)", columns=8,
                              elem_id="evaluate-flagged", height="auto", object_fit="contain", format="png")
         false_positives = gr.Gallery(label="Normal images flagged (false positives), worst first", columns=8,
+                                     elem_id="evaluate-false-positives",
                                      height="auto", object_fit="contain", visible=False, format="png")
         false_negatives = gr.Gallery(label="Anomalies missed (false negatives), worst first", columns=8,
                                      height="auto", object_fit="contain", visible=False, format="png")
