@@ -376,6 +376,7 @@ def test_browser_threshold_moves_the_figures_without_scoring_again(app_url, monk
     monkeypatch.setattr(ad.ui.handlers, "anomaly_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
     with browser_page(app_url) as page:
         page.get_by_role("tab", name="Evaluate").click()
+        page.get_by_role("radio", name="upload").check()
         refuse_an_empty_zip(page, "#evaluate-images", "#evaluate-button")
         button = page.locator("#evaluate-button")
         expect(button).to_be_enabled(timeout=30_000)  # the button comes back after the error

@@ -17,11 +17,13 @@ from ad.ui.handlers import emptied, following_image
 
 PAGE_ONLY = {"api_visibility": "private"}
 QUIET = {"show_progress": "hidden", "trigger_mode": "always_last"}  # the threshold sliders: only the last move
-# after a detection, the verdict and the pictures in view (a phone's examples are below them)
+# after a detection, the verdict and the heat map in view, the higher at the top (a phone's examples
+# are below them; a laptop's verdict is below the heat map)
 SHOW_VERDICT = """() => {
   const verdict = document.querySelector('#summary'), heat = document.querySelector('#heat-map');
   const seen = (e) => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; };
-  if (verdict && heat && !(seen(verdict) && seen(heat))) verdict.scrollIntoView({block: 'start'});
+  if (verdict && heat && !(seen(verdict) && seen(heat)))
+    window.scrollBy(0, Math.min(verdict.getBoundingClientRect().top, heat.getBoundingClientRect().top) - 8);
 }"""
 
 
