@@ -37,7 +37,7 @@ CSS = """
 }
 .table-wrap, .table-container { overflow-x: auto; }
 input[role=combobox] { text-overflow: ellipsis; padding-right: 22px !important; }
-label[data-testid=block-label].float { max-width: calc(100% - 68px); }
+label[data-testid=block-label].float { max-width: calc(100% - 80px); }
 """
 
 VIEW = dict(format="png", height=render.DISPLAY_SIZE, width=render.DISPLAY_SIZE, interactive=False,

@@ -7,6 +7,7 @@ import pandas as pd
 
 from ad.scoring import verdict
 from ad.ui.render import VERDICT_COLOURS
+from ad.ui.sessions import SESSION_SECONDS
 
 SMALL_IMAGE = 32  # px: an upload smaller than this on its short side is mostly made up by the upscaling
 ENSEMBLE = "ensemble (mean percentile)"  # Compare's last row: the mean of the models' percentiles
@@ -82,8 +83,8 @@ def training_report(count, skipped, length, epochs, steps, seconds):
 
 def ready(name, epochs_done, epochs):
     stopped = f" (stopped after epoch {epochs_done})" if epochs_done < epochs else ""
-    return (f"**{name}** is ready{stopped}: pick it in Detect, Compare and Evaluate. It stays in this browser "
-            "for the session's hours, reloads included; download it to keep it.")
+    return (f"**{name}** is ready{stopped}: pick it in Detect, Compare and Evaluate. It stays for "
+            f"{SESSION_SECONDS // 3600} hours in this browser, reloads included; download it to keep it.")
 
 
 def card(model, folder, image_count):
