@@ -228,7 +228,7 @@ class Handlers:
             def report(fraction, i=i, name=name):
                 done = (i + fraction) / len(models)
                 left = (time.perf_counter() - started) * (1 - done) / max(done, 1e-9)
-                progress(done, desc=f"scoring {len(test_set.images):,} images with {name} "
+                progress(done, desc=f"scoring {texts.plural(len(test_set.images), 'image')} with {name} "
                          f"({i + 1} of {len(models)}), about {left:.0f} s left")
             scores[name] = anomaly_scores(model, test_set.images, progress=report)
         run, ui, first = EvaluationRun(test_set, models, scores), self.page.evaluate, next(iter(models))

@@ -62,7 +62,7 @@ def what_it_sees(model, size):
 
 
 def latent_note(name, dimensions, shown):
-    return (f"{name}: {dimensions} latent dimensions"
+    return (f"{name}: {plural(dimensions, 'latent dimension')}"
             + (f"; the first {shown} are sliders, the rest stay as encoded" if shown < dimensions else ""))
 
 
