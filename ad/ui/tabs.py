@@ -33,7 +33,7 @@ CSS = """
   .results-first > .controls > #verdict-chart, .results-first > .controls > .examples { order: 2; }
   .pair { flex-wrap: nowrap !important; }
   .pair > * { min-width: 0 !important; flex: 1 1 0 !important; height: auto !important; }
-  .pair label[data-testid=block-label].float { position: static !important; max-width: 100%; margin-bottom: 4px; }
+  .results label[data-testid=block-label].float { position: static !important; max-width: 100%; margin-bottom: 4px; }
 }
 .table-wrap, .table-container { overflow-x: auto; }
 input[role=combobox] { text-overflow: ellipsis; padding-right: 22px !important; }
