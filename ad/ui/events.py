@@ -13,8 +13,6 @@ run after a failure).
 
 import gradio as gr
 
-from ad.ui.handlers import emptied, following_image
-
 PAGE_ONLY = {"api_visibility": "private"}
 QUIET = {"show_progress": "hidden", "trigger_mode": "always_last"}  # the threshold sliders: only the last move
 # after a detection, the verdict and the heat map in view, the higher at the top (a phone's examples
@@ -25,6 +23,19 @@ SHOW_VERDICT = """() => {
   if (verdict && heat && !(seen(verdict) && seen(heat)))
     window.scrollBy(0, Math.min(verdict.getBoundingClientRect().top, heat.getBoundingClientRect().top) - 8);
 }"""
+
+
+def emptied(components, hidden=()):
+    """The answer that empties these components, and hides those."""
+    return {**{c: None for c in components}, **{c: gr.update(visible=False) for c in hidden}}
+
+
+def following_image(callback, components, hidden=()):
+    """`callback` run whenever its image (its first input) or a setting changes: a drop zone emptied
+    empties `components` (and hides `hidden`) instead."""
+    def follow(image_path, *args):
+        return callback(image_path, *args) if image_path else emptied(components, hidden)
+    return follow
 
 
 def recover(event, outputs, name, reset=None, also=None):

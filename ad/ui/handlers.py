@@ -1,8 +1,7 @@
 """The app's callbacks: plain functions of the zoo and the user's inputs; user errors become gr.Error.
 
-A callback answers with a dict {component: value}: those components change, the others stay as they
-are. The components are the page's (`Handlers.page`, laid out by ad.ui.tabs, wired by ad.ui.events).
-"""
+A callback answers with a dict {component: value}: those change, the others stay. The components are
+the page's (`Handlers.page`, laid out by ad.ui.tabs, wired by ad.ui.events)."""
 
 import functools
 import tempfile
@@ -39,19 +38,6 @@ except ImportError:
         return function
 
 
-def emptied(components, hidden=()):
-    """The answer that empties these components, and hides those."""
-    return {**{c: None for c in components}, **{c: gr.update(visible=False) for c in hidden}}
-
-
-def following_image(callback, components, hidden=()):
-    """`callback` run whenever its image (its first input) or a setting changes: a drop zone emptied
-    empties `components` (and hides `hidden`) instead."""
-    def follow(image_path, *args):
-        return callback(image_path, *args) if image_path else emptied(components, hidden)
-    return follow
-
-
 class Handlers:
     """The callbacks of one app: its models, the visitors' own, and what is kept between calls."""
 
@@ -68,28 +54,26 @@ class Handlers:
 
     def model(self, name, key):
         """A shipped model, or one this visitor (whose session `key` names) trained."""
-        session = self.sessions.get(key)
-        if session and name in session["models"]:  # train() refuses the shipped models' names
-            return self.loaded.get(session["models"][name])
-        return self.zoo.get(name)
+        own = self._own(key)  # train() refuses the shipped models' names
+        return self.loaded.get(own[name]) if name in own else self.zoo.get(name)
 
     def all_models(self, key):
-        own = (self.sessions.get(key) or {}).get("models", {})
-        return {**self.zoo.models, **{name: self.model(name, key) for name in own}}
+        return {**self.zoo.models, **{name: self.model(name, key) for name in self._own(key)}}
+
+    def _own(self, key):  # this visitor's models: name -> folder
+        return (self.sessions.get(key) or {}).get("models", {})
 
     def restore(self, key):
         """The page (re)loaded: a key kept in the browser that names a live session brings its models
         back into the menus; any other key is dropped (the next training starts a new session)."""
-        if self.sessions.get(key) is None:
-            return {self.page.session: None}
-        return {self.page.session: key, **self._menus(key)}
+        live = self.sessions.get(key) is not None
+        return {self.page.session: key, **self._menus(key)} if live else {self.page.session: None}
 
     def _menus(self, key, chosen=None):
         """The model menus with this visitor's own models in them; `chosen` picked in Detect."""
-        models, page = self.all_models(key), self.page
-        detect = gr.Dropdown(choices=texts.choice_labels(models), value=chosen) if chosen else gr.Dropdown(
-            choices=texts.choice_labels(models))
-        return {page.detect.model: detect, page.evaluate.models: gr.Dropdown(choices=list(models)),
+        models, page, picked = self.all_models(key), self.page, {"value": chosen} if chosen else {}
+        return {page.detect.model: gr.Dropdown(choices=texts.choice_labels(models), **picked),
+                page.evaluate.models: gr.Dropdown(choices=list(models)),
                 page.latent.model: gr.Dropdown(choices=self.latent_names(key))}
 
     # ---------------------------------------------------------------- detect
@@ -286,14 +270,13 @@ class Handlers:
 
     @user_errors
     def open_in_detect(self, key, shown, gallery, mode, threshold_percentile, event: gr.SelectData):
-        """A gallery image clicked in Evaluate opens in Detect, with the model that judged it, judged at
-        the same threshold (a best-F1 threshold as the percentile of normal scores it falls at). The old
-        verdict's details go, so the threshold's own change does not judge the old image again."""
+        """A gallery image clicked in Evaluate opens in Detect, judged by the same model at the same
+        threshold (best F1's as its percentile); the old details go, lest the slider rejudge them."""
         run, page, name = self._run(key), self.page, shown["model"]
         index = shown[gallery][event.index]
         path = uploads.save_picture(run.test_set.images[index], "ad-open-", Path(run.test_set.names[index]).stem)
-        percentile = float(run.models[name].percentile(run.thresholds(mode, threshold_percentile)[name]))
-        percentile = min(99.9, round(percentile, 1))
+        threshold = run.thresholds(mode, threshold_percentile)[name]
+        percentile = min(99.9, round(float(run.models[name].percentile(threshold)), 1))
         return {page.detect.image: path, page.detect.model: name, page.detect.details: None,
                 page.detect.threshold: gr.Slider(value=percentile, minimum=min(50.0, percentile)),
                 page.tabs: gr.Tabs(selected="detect")}
@@ -389,15 +372,11 @@ class Handlers:
                           epochs=int(epochs) if epochs else None, command=f"the app's Train tab ({name})")
         history, stop_key = [], request.session_hash if request else None
         self.stop_requests.discard(stop_key)
-        try:
-            for record in training_epochs(cfg, stop=lambda: stop_key in self.stop_requests):
-                history.append(record)
-                progress(record["epoch"] / record["epochs"], desc=f"epoch {record['epoch']}/{record['epochs']}")
-                yield {ui.status: f"Epoch {record['epoch']} of {record['epochs']}: held-out loss "
-                       f"{record['held_out_loss']:.4f}, {record['seconds']:.0f} s",
-                       ui.loss: render.loss_figure(history)}
-        except InputError as e:  # about the images: named as the visitor knows them, not by the server's file
-            raise InputError(str(e).replace(source.name, "the uploaded images")) from None
+        for record in training_epochs(cfg, stop=lambda: stop_key in self.stop_requests):
+            history.append(record)
+            progress(record["epoch"] / record["epochs"], desc=f"epoch {record['epoch']}/{record['epochs']}")
+            yield {ui.status: f"Epoch {record['epoch']} of {record['epochs']}: held-out loss "
+                   f"{record['held_out_loss']:.4f}, {record['seconds']:.0f} s", ui.loss: render.loss_figure(history)}
         self.stop_requests.discard(stop_key)
         session["models"][name] = str(out)
         yield {ui.trained_name: name, ui.status: texts.ready(name, len(history), history[-1]["epochs"]),
@@ -414,7 +393,7 @@ class Handlers:
     @user_errors
     def push(self, name, repo_id, token, session=None):
         """Upload one of this visitor's models; the token is used for this call only, never kept."""
-        own = (self.sessions.get(session) or {}).get("models", {})
+        own = self._own(session)
         if name not in own:
             raise InputError("train a model first: only this session's models can be pushed from here")
         url = checkpoint.push(own[name], (repo_id or "").strip(), token=token or None)

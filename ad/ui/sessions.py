@@ -105,5 +105,6 @@ def training_epochs(cfg, stop):
     Path(cfg.data).unlink(missing_ok=True)
     if "error" in outcome:
         shutil.rmtree(cfg.out, ignore_errors=True)
-        error = outcome["error"]
-        raise error if isinstance(error, InputError) else InputError(f"training failed: {error}")
+        error = outcome["error"]  # about the images: named as the visitor knows them, not by the server's file
+        message = str(error) if isinstance(error, InputError) else f"training failed: {error}"
+        raise InputError(message.replace(Path(cfg.data).name, "the uploaded images"))

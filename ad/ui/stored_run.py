@@ -141,7 +141,8 @@ class EvaluationRun:
         shown = self.test_set.names[index]
         shown = f"#{shown}" if shown.isdigit() else shown
         kind = f", {self.test_set.sources[index]}" if self.test_set.sources is not None else ""
-        return f"{shown}{kind}: score {self.scores[name][index]:.4g} (percentile {percent(self.percentiles[name][index])})"
+        score, percentile = self.scores[name][index], self.percentiles[name][index]
+        return f"{shown}{kind}: score {score:.4g} (percentile {percent(percentile)})"
 
     def examples(self, name, threshold):
         """(index, caption) lists: the most anomalous images, then the false positives and false
