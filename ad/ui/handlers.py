@@ -292,7 +292,7 @@ class Handlers:
             code = model.encode(x)[0].float().cpu().numpy()
         reach = float(max(1.0, np.ceil(2 * np.abs(code).max())))
         shown = min(len(code), MAX_LATENT_SLIDERS)
-        sliders = {slider: gr.Slider(minimum=-reach, maximum=reach, value=float(code[i]), visible=True)
+        sliders = {slider: gr.Slider(minimum=-reach, maximum=reach, value=round(float(code[i]), 2), visible=True)
                    if i < shown else gr.Slider(visible=False) for i, slider in enumerate(ui.sliders)}
         return {ui.state: {"model": model_name, "code": code.tolist()}, ui.decoded: self._decode(model, code),
                 ui.note: texts.latent_note(model_name, len(code), shown), **sliders}
