@@ -31,6 +31,8 @@ MIN_EPOCHS, MIN_STEPS, MAX_EPOCHS = 3, 100, 50  # what `epochs=None` means
 WARMUP_SHARE = 0.25
 LOG_EVERY = 10  # steps between the progress bar's loss readings (each waits for the GPU)
 HELD_OUT_BATCH = 256
+MIN_CALIBRATION_IMAGES = 200  # held out of a small set (up to a quarter of it): percentiles need scores
+CALIBRATION_TAIL = 5  # held-out images above a percentile's threshold needed to place it (99th: 500 images)
 
 
 @dataclass
@@ -50,7 +52,8 @@ class TrainConfig:
     image_size: int = IMAGE_SIZE  # side of the square every picture is read at (HW8's 64); saved in its config
     fit: str = CENTRE  # how a picture becomes that square: "centre" square or "whole" (ad.data.FITS)
     min_steps: int = MIN_STEPS  # epochs=None: enough passes for this many steps (at most MAX_EPOCHS)
-    holdout: float = 0.05  # share of the normal images kept out of training to calibrate scores
+    holdout: float = 0.05  # share of the normal images kept out of training to calibrate scores (at
+    # least MIN_CALIBRATION_IMAGES of them while that leaves three quarters to train on: ad.training.split_holdout)
     flip: bool = True  # mirrored normal images are normal too (faces, most objects)
     limit: int | None = None  # train on N images spread over the set only (quick runs, tests)
     seed: int = 0  # weights, order and augmentation all follow it: runs repeat exactly
@@ -128,10 +131,23 @@ def setup_distributed():
 
 
 def split_holdout(count, share, seed):
-    """Deterministic (train indices, held-out indices); at least one image on each side."""
+    """Deterministic (train indices, held-out indices); at least one image on each side. A small set
+    holds out more than `share`: a 99th percentile of 15 scores is their largest, so up to a quarter
+    of the set (at most MIN_CALIBRATION_IMAGES) goes to calibration."""
     order = np.random.default_rng(seed).permutation(count)
-    held = min(max(1, round(count * share)), count - 1) if count > 1 else 0
+    wanted = max(round(count * share), min(MIN_CALIBRATION_IMAGES, count // 4))
+    held = min(max(1, wanted), count - 1) if count > 1 else 0
     return np.sort(order[held:]), np.sort(order[:held])
+
+
+def calibration_warning(count, percentile):
+    """A sentence when `count` held-out normal images are too few to place this percentile of their
+    scores (fewer than CALIBRATION_TAIL of them above it); None when they are enough."""
+    if count is None or count * (100 - percentile) / 100 >= CALIBRATION_TAIL:
+        return None
+    return (f"calibrated on {count:,} held-out normal images: too few for percentile {percentile:g} "
+            f"(fewer than {CALIBRATION_TAIL} of them score above it), so its threshold is rough; a lower "
+            "percentile, or more normal images, makes it firmer")
 
 
 def default_epochs(steps_per_epoch, min_steps=MIN_STEPS):
@@ -197,6 +213,8 @@ def start_run(cfg, rank, world, local_rank):
         cfg = TrainConfig(**{**state["train_config"], "out": cfg.out, "resume": True, "overwrite": False})
     images = read_training_images(cfg, rank)
     train_idx, holdout_idx = split_holdout(len(images), cfg.holdout, cfg.seed)
+    if rank == 0 and (warning := calibration_warning(len(holdout_idx), 99.0)):
+        tqdm.write(f"warning: {warning}")
     # fail on bad test files now, not after hours of training
     test_set = load_test_set(cfg.test, cfg.labels, cfg.sources, cfg.source_names, size=cfg.image_size,
                              fit=cfg.fit, masks=cfg.masks) if cfg.test else None
@@ -305,7 +323,8 @@ def save_checkpoint(run, finished):
     state before it."""
     cfg, history = run.cfg, run.history
     metrics = evaluate_test_set(run.model, run.test_set) if finished and run.test_set else None
-    record = {"config": asdict(cfg), "history": history, "epochs_done": len(history), "finished": finished}
+    record = {"config": asdict(cfg), "calibration_images": len(run.holdout_idx), "history": history,
+              "epochs_done": len(history), "finished": finished}
     resume_state = None if finished else {"optimizer": run.optimizer, "train_config": asdict(cfg),
                                           "history": history}
     checkpoint.save(run.model, cfg.out, record, metrics, resume_state)

@@ -2,18 +2,15 @@
 (1400 px) and a phone (390 px), each after doing what the tab is for (an example through Detect and
 Compare, the sample test set through Evaluate, an encoded face, a short training run on the sample faces).
 
-Usage: python scripts/screenshot.py [FOLDER]   (default docs/; needs Debian's chromium and playwright)
+Usage: python -m scripts.screenshot [FOLDER]   (default docs/; needs Debian's chromium and playwright)
 Writes FOLDER/TAB-desktop.png and FOLDER/TAB-phone.png; README shows the desktop ones.
 """
 
-import os
 import socket
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from scripts import ROOT
 
 WIDTHS = {"desktop": (1400, 1000), "phone": (390, 844)}
 

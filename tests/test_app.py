@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import sys
+import tempfile
 import threading
 import zipfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from ad.scoring import verdict
 from ad.ui.render import DISPLAY_SIZE, SHEET_CELL
 from ad.ui.stored_run import BEST_F1, GALLERY_SIZE, PERCENTILE
 from ad.ui.tabs import build_demo
-from ad.ui.texts import ENSEMBLE
+from ad.ui.texts import ENSEMBLE, NO_VERDICT
 from ad.ui.zoo import load_zoo, model_sources
 from conftest import EXAMPLES, ROOT, SAMPLE_TESTSET
 
@@ -102,8 +103,9 @@ def test_compare_returns_every_architecture_an_ensemble_and_whom_to_trust(client
     assert [row["model"] for row in rows if row["model"].startswith("★")] == ["★ geo"]  # the best ROC-AUC
     assert rows[-1]["percentile"] == pytest.approx(np.mean([row["percentile"] for row in rows[:-1]]), abs=0.01)
     assert rows[-1]["score"] is None  # the ensemble's figure is the mean percentile: it has no score
-    assert all(row["verdict"] == verdict(row["percentile"], 99.0) for row in rows)
-    assert "geo" in agreement and ("agree" in agreement)
+    assert all(row["verdict"] == verdict(row["percentile"], 99.0) for row in rows[:-1])
+    assert rows[-1]["verdict"] == NO_VERDICT  # not measured to beat the best model: no verdict, and why
+    assert "geo" in agreement and ("agree" in agreement) and "not been measured to beat" in agreement
     with Image.open(sheet) as picture:  # one row of pictures per model, every row in view
         assert picture.height > len(list_models()) * SHEET_CELL
 
@@ -281,6 +283,22 @@ def browser_page(url, width=1400):
         browser.close()
 
 
+def refuse_an_empty_zip(page, drop_zone, button=None):
+    """Upload a zip without images (and press `button`): one message, naming the file as uploaded."""
+    from playwright.sync_api import expect
+    empty = Path(tempfile.mkdtemp(prefix="upload-")) / "empty.zip"
+    zipfile.ZipFile(empty, "w").close()
+    page.locator(f"{drop_zone} input[type=file]").set_input_files(str(empty))
+    if button:
+        page.locator(button).click()
+    message = page.locator(".toast-body")
+    expect(message).to_contain_text("empty.zip: the zip holds no images", timeout=30_000)
+    page.wait_for_timeout(500)  # a second message would be there by now
+    expect(message).to_have_count(1)  # one error, one message
+    assert "/tmp" not in message.inner_text() and "ad-upload" not in message.inner_text()
+    message.get_by_role("button").first.click()  # closed, as a visitor would
+
+
 def count_model_calls(monkeypatch):
     import ad.ui.handlers
     calls, real = [], ad.ui.handlers.detect
@@ -305,6 +323,11 @@ def test_browser_an_example_answers_by_itself_and_the_threshold_judges_again_wit
         button = page.get_by_role("button", name="Detect", exact=True).bounding_box()
         verdict = summary.bounding_box()
         assert 0 <= verdict["y"] - (button["y"] + button["height"]) < 60  # the verdict right under the button
+        viewport = page.viewport_size
+        for shown in (summary, page.locator("#heat-map")):  # the answer in the first screen, examples or not
+            box = shown.bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], (shown, box)
+            assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (shown, box)
         called = len(calls)
         page.locator("#detect-threshold input[type=number]").fill("90")
         page.locator("#detect-threshold input[type=number]").press("Enter")
@@ -353,7 +376,14 @@ def test_browser_threshold_moves_the_figures_without_scoring_again(app_url, monk
     monkeypatch.setattr(ad.ui.handlers, "anomaly_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
     with browser_page(app_url) as page:
         page.get_by_role("tab", name="Evaluate").click()
-        page.get_by_role("button", name="Evaluate", exact=True).click()
+        page.get_by_role("radio", name="upload").check()
+        refuse_an_empty_zip(page, "#evaluate-images", "#evaluate-button")
+        button = page.locator("#evaluate-button")
+        expect(button).to_be_enabled(timeout=30_000)  # the button comes back after the error
+        for shown in ("#evaluate-models", "#evaluate-overview", "#evaluate-images"):
+            expect(page.locator(shown)).not_to_contain_text("Error")  # no red badge over inputs or outputs
+        page.get_by_role("radio", name="bundled sample").check()
+        button.click()  # and the page works on: no reload
         confusion, histograms = page.locator("#confusion"), page.locator("#histograms img")
         expect(confusion).to_contain_text("called anomalous", timeout=60_000)
         scored, before, picture = len(calls), confusion.inner_text(), histograms.get_attribute("src")
@@ -365,6 +395,14 @@ def test_browser_threshold_moves_the_figures_without_scoring_again(app_url, monk
         assert len(calls) == scored  # the threshold reuses the scores: no model ran again
         page.get_by_label(f"Thumbnail 1 of {GALLERY_SIZE}").first.click()  # an image opens in Detect, judged there
         expect(page.locator("#summary")).to_contain_text("anomaly score", timeout=60_000)
+        page.get_by_role("tab", name="Evaluate").click()  # a normal image flagged at 60 is anomalous in Detect at 60
+        page.locator("#evaluate-false-positives").get_by_label(re.compile("^Thumbnail 1 of")).click()
+        summary, threshold = page.locator("#summary"), page.locator("#detect-threshold input[type=number]")
+        expect(threshold).to_have_value("60", timeout=30_000)
+        expect(summary).to_contain_text("ANOMALOUS", timeout=60_000)
+        expect(summary).to_contain_text("the threshold is the 60th percentile")
+        box = summary.bounding_box()  # the page shows the verdict, not its bottom
+        assert box["y"] >= 0 and box["y"] + box["height"] <= page.viewport_size["height"], box
 
 
 def test_concurrent_clients_all_get_answers(app_url, pngs):
@@ -506,7 +544,11 @@ def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs):
     from playwright.sync_api import expect
     with browser_page(app_url) as page:
         page.get_by_role("tab", name="Train").click()
+        refuse_an_empty_zip(page, "#train-files")
+        for shown in ("#train-files", "#train-epochs", "#train-shown", "#train-loss"):
+            expect(page.locator(shown)).not_to_contain_text("Error")  # no red badge left behind
         page.locator("#train-files input[type=file]").set_input_files(str(faces_zip))
+        # the refused zip went: the new upload replaces it instead of joining it ("not a mix")
         expect(page.locator("#train-report")).to_contain_text("120 images", timeout=60_000)
         page.locator("#train-epochs input").fill("2")  # a short run: the tab's lengths are for real use
         page.locator("#train-button").click()
@@ -521,6 +563,16 @@ def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs):
         expect(page.get_by_label("Model", exact=True).first).to_have_value(re.compile("^my-geo-1: "))
         page.locator("input[type=file]").first.set_input_files(pngs[CIFAR][0])
         expect(page.locator("#summary")).to_contain_text("anomaly score", timeout=60_000)
+        expect(page.locator("#summary")).to_contain_text("held-out normal images")  # how many placed the threshold
+        page.reload()  # the visitor's model survives a reload of the page
+        page.get_by_label("Model", exact=True).first.click()
+        page.get_by_role("option", name=re.compile("^my-geo-1: ")).click()
+        page.locator("img[src*='anomaly_cifar10_2']:visible").first.click()
+        expect(page.locator("#summary")).to_contain_text("images my-geo-1 was checked against", timeout=60_000)
+    with browser_page(app_url) as stranger:  # another browser: none of it
+        stranger.get_by_label("Model", exact=True).first.click()
+        expect(stranger.get_by_role("option", name=re.compile("^geo: "))).to_be_visible()
+        expect(stranger.get_by_role("option", name=re.compile("^my-geo-1"))).to_have_count(0)
 
 
 def test_the_caches_forget_the_least_recently_used_first():
@@ -540,3 +592,45 @@ def test_a_painted_face_goes_to_the_drop_zone_as_it_was_painted(pngs):
     painted.paste((0, 0, 0, 255), (20, 20, 40, 30))  # sunglasses, roughly
     path = Handlers.painted_image({"background": face, "layers": [], "composite": painted})
     assert np.array_equal(np.asarray(Image.open(path)), np.asarray(painted.convert("RGB")))
+
+
+@pytest.mark.parametrize("percentile, threshold, shown", [(99.04, 99.0, "99.04"), (98.96, 99.0, "99.0"),
+                                                          (99.96, 99.9, "99.96"), (99.99, 99.9, "99.99"),
+                                                          (0.04, 50.0, "0.04"), (100.0, 99.0, "100")])
+def test_the_verdicts_sentence_never_contradicts_it(percentile, threshold, shown):
+    from ad.ui.render import ordinal, percent, verdict_html
+    assert percent(percentile, threshold) == shown
+    html = verdict_html("fcn", verdict(percentile, threshold), 1.0, percentile, threshold)
+    assert verdict(percentile, threshold).upper() in html and "100.0" not in html
+    assert [ordinal(p) for p in (99, 91, 92, 93, 11, 99.9, 50)] == ["99th", "91st", "92nd", "93rd", "11th",
+                                                                    "99.9th", "50th"]
+
+
+def test_a_small_training_set_is_calibrated_on_enough_of_its_images_and_says_when_too_few():
+    from ad.training import TrainConfig, calibration_warning, split_holdout
+    from ad.ui.texts import plural
+    assert len(split_holdout(300, TrainConfig.holdout, 0)[1]) == 75  # a quarter, not 15 (5%)
+    assert len(split_holdout(1000, TrainConfig.holdout, 0)[1]) == 200
+    assert len(split_holdout(10_000, TrainConfig.holdout, 0)[1]) == 500  # the shipped checkpoints' share
+    assert "too few for percentile 99" in calibration_warning(75, 99.0)
+    assert calibration_warning(75, 90.0) is None and calibration_warning(500, 99.0) is None
+    assert calibration_warning(None, 99.0) is None  # not recorded (older checkpoints): nothing claimed
+    assert (plural(1, "image"), plural(2, "image"), plural(1_000, "pass", "passes")) == (
+        "1 image", "2 images", "1,000 passes")
+
+
+def test_sessions_are_found_only_by_their_key_and_end_with_their_lifetime():
+    from ad.ui.sessions import Sessions
+    sessions = Sessions(lifetime=3600)
+    key, session = sessions.new()
+    assert sessions.get(key) is session and len(key) >= 32
+    assert sessions.get("made-up") is None and sessions.get(None) is None and sessions.get({}) is None
+    assert sessions.get_or_new("made-up")[0] != "made-up"  # a key naming no live session: a new one
+    session["started"] -= 3601
+    assert sessions.get(key) is None and not Path(session["folder"]).exists()  # its time is up: folder gone
+
+
+def test_draw_a_defect_starts_on_a_normal_face():
+    import app
+    editor = app.demo.handlers.page.detect.editor
+    assert "normal_" in Path(editor.value["background"]["path"]).name

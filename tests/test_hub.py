@@ -125,7 +125,9 @@ def test_the_app_pushes_a_visitors_model_and_never_echoes_the_token(pushed, hub)
     from ad.ui.handlers import Handlers
     from ad.ui.zoo import Zoo
     folder, _ = pushed
-    handlers, session = Handlers(Zoo()), {"folder": str(folder.parent), "models": {"mine": str(folder)}}
+    handlers = Handlers(Zoo())
+    session, own = handlers.sessions.new()  # the visitor's key, and what it names
+    own["models"]["mine"] = str(folder)
     answer = handlers.push("mine", "user/from-the-app", VALID_TOKEN, session)
     assert "user/from-the-app" in answer and VALID_TOKEN not in answer
     assert "model.safetensors" in hub.repos["user/from-the-app"]["branches"]["main"]["files"]

@@ -1,8 +1,7 @@
 """The app's callbacks: plain functions of the zoo and the user's inputs; user errors become gr.Error.
 
-A callback answers with a dict {component: value}: those components change, the others stay as they
-are. The components are the page's (`Handlers.page`, laid out by ad.ui.tabs, wired by ad.ui.events).
-"""
+A callback answers with a dict {component: value}: those change, the others stay. The components are
+the page's (`Handlers.page`, laid out by ad.ui.tabs, wired by ad.ui.events)."""
 
 import functools
 import tempfile
@@ -22,7 +21,7 @@ from ad.training import TrainConfig, training_estimate
 from ad.ui import render, texts, uploads
 from ad.ui.errors import user_errors
 from ad.ui.lru import LRU
-from ad.ui.sessions import LoadedModels, model_folder, new_session, training_epochs
+from ad.ui.sessions import LoadedModels, Sessions, model_folder, training_epochs
 from ad.ui.stored_run import PERCENTILE, EvaluationRun
 from ad.ui.uploads import names_image_formats, read_upload
 
@@ -39,19 +38,6 @@ except ImportError:
         return function
 
 
-def emptied(components, hidden=()):
-    """The answer that empties these components, and hides those."""
-    return {**{c: None for c in components}, **{c: gr.update(visible=False) for c in hidden}}
-
-
-def following_image(callback, components, hidden=()):
-    """`callback` run whenever its image (its first input) or a setting changes: a drop zone emptied
-    empties `components` (and hides `hidden`) instead."""
-    def follow(image_path, *args):
-        return callback(image_path, *args) if image_path else emptied(components, hidden)
-    return follow
-
-
 class Handlers:
     """The callbacks of one app: its models, the visitors' own, and what is kept between calls."""
 
@@ -60,19 +46,35 @@ class Handlers:
         self.sample_testset = sample_testset  # a folder in HW8's layout with labels, or None
         self.page = None  # the components, by tab (ad.ui.tabs.build_demo sets it): what callbacks answer into
         self.loaded = LoadedModels(pick_device())  # the visitors' own models, loaded when used
+        self.sessions = Sessions()  # key -> a visitor's folder of models; the page holds the key
         self.stop_requests = set()  # session hashes whose training should end after this epoch
         self.training_uploads = LRU(1)  # files -> (images, skipped): inspected on every change, then trained
         self.evaluations = LRU(KEPT_EVALUATIONS)  # key -> EvaluationRun: the scores the threshold slider reuses
         self.detections = LRU(KEPT_DETECTIONS)  # (model id, image digest) -> (model, Detection)
 
-    def model(self, name, session):
-        """A shipped model, or one this visitor trained."""
-        if session and name in session["models"]:  # train() refuses the shipped models' names
-            return self.loaded.get(session["models"][name])
-        return self.zoo.get(name)
+    def model(self, name, key):
+        """A shipped model, or one this visitor (whose session `key` names) trained."""
+        own = self._own(key)  # train() refuses the shipped models' names
+        return self.loaded.get(own[name]) if name in own else self.zoo.get(name)
 
-    def all_models(self, session):
-        return {**self.zoo.models, **{name: self.model(name, session) for name in (session or {}).get("models", {})}}
+    def all_models(self, key):
+        return {**self.zoo.models, **{name: self.model(name, key) for name in self._own(key)}}
+
+    def _own(self, key):  # this visitor's models: name -> folder
+        return (self.sessions.get(key) or {}).get("models", {})
+
+    def restore(self, key):
+        """The page (re)loaded: a key kept in the browser that names a live session brings its models
+        back into the menus; any other key is dropped (the next training starts a new session)."""
+        live = self.sessions.get(key) is not None
+        return {self.page.session: key, **self._menus(key)} if live else {self.page.session: None}
+
+    def _menus(self, key, chosen=None):
+        """The model menus with this visitor's own models in them; `chosen` picked in Detect."""
+        models, page, picked = self.all_models(key), self.page, {"value": chosen} if chosen else {}
+        return {page.detect.model: gr.Dropdown(choices=texts.choice_labels(models), **picked),
+                page.evaluate.models: gr.Dropdown(choices=list(models)),
+                page.latent.model: gr.Dropdown(choices=self.latent_names(key))}
 
     # ---------------------------------------------------------------- detect
 
@@ -125,7 +127,7 @@ class Handlers:
         details = {**seen, "threshold_percentile": float(threshold_percentile), "threshold_score": threshold,
                    "verdict": judged}
         return {ui.verdict: render.verdict_html(seen["model"], judged, seen["score"], seen["percentile"],
-                                                threshold_percentile),
+                                                threshold_percentile, texts.calibration_images(model)),
                 ui.details: details,
                 ui.chart: render.normal_scores_chart(model.normal_score_quantiles.cpu().numpy(), seen["score"],
                                                      threshold, judged)}
@@ -210,7 +212,7 @@ class Handlers:
             def report(fraction, i=i, name=name):
                 done = (i + fraction) / len(models)
                 left = (time.perf_counter() - started) * (1 - done) / max(done, 1e-9)
-                progress(done, desc=f"scoring {len(test_set.images):,} images with {name} "
+                progress(done, desc=f"scoring {texts.plural(len(test_set.images), 'image')} with {name} "
                          f"({i + 1} of {len(models)}), about {left:.0f} s left")
             scores[name] = anomaly_scores(model, test_set.images, progress=report)
         run, ui, first = EvaluationRun(test_set, models, scores), self.page.evaluate, next(iter(models))
@@ -267,12 +269,17 @@ class Handlers:
                                Path(tempfile.mkdtemp(prefix="ad-evaluate-")))  # per request: users never collide
 
     @user_errors
-    def open_in_detect(self, key, shown, gallery, event: gr.SelectData):
-        """A gallery image clicked in Evaluate opens in Detect, with the model that judged it."""
-        run, page = self._run(key), self.page
+    def open_in_detect(self, key, shown, gallery, mode, threshold_percentile, event: gr.SelectData):
+        """A gallery image clicked in Evaluate opens in Detect, judged by the same model at the same
+        threshold (best F1's as its percentile); the old details go, lest the slider rejudge them."""
+        run, page, name = self._run(key), self.page, shown["model"]
         index = shown[gallery][event.index]
         path = uploads.save_picture(run.test_set.images[index], "ad-open-", Path(run.test_set.names[index]).stem)
-        return {page.detect.image: path, page.detect.model: shown["model"], page.tabs: gr.Tabs(selected="detect")}
+        threshold = run.thresholds(mode, threshold_percentile)[name]
+        percentile = min(99.9, round(float(run.models[name].percentile(threshold)), 1))
+        return {page.detect.image: path, page.detect.model: name, page.detect.details: None,
+                page.detect.threshold: gr.Slider(value=percentile, minimum=min(50.0, percentile)),
+                page.tabs: gr.Tabs(selected="detect")}
 
     # ---------------------------------------------------------------- latent space
 
@@ -285,7 +292,7 @@ class Handlers:
             code = model.encode(x)[0].float().cpu().numpy()
         reach = float(max(1.0, np.ceil(2 * np.abs(code).max())))
         shown = min(len(code), MAX_LATENT_SLIDERS)
-        sliders = {slider: gr.Slider(minimum=-reach, maximum=reach, value=float(code[i]), visible=True)
+        sliders = {slider: gr.Slider(minimum=-reach, maximum=reach, value=round(float(code[i]), 2), visible=True)
                    if i < shown else gr.Slider(visible=False) for i, slider in enumerate(ui.sliders)}
         return {ui.state: {"model": model_name, "code": code.tolist()}, ui.decoded: self._decode(model, code),
                 ui.note: texts.latent_note(model_name, len(code), shown), **sliders}
@@ -354,7 +361,7 @@ class Handlers:
         """Train a detector on the uploaded normal images; it joins this visitor's models."""
         progress(0, desc="reading the images")
         images, _ = self._training_set(files)
-        session = session or new_session()
+        key, session = self.sessions.get_or_new(session)  # a key naming no live session: a new one
         name = (name or "").strip() or f"my-{architecture}-{len(session['models']) + 1}"
         if name in self.zoo.models:
             raise InputError(f"'{name}' is a shipped model's name; choose another")
@@ -372,14 +379,11 @@ class Handlers:
                    f"{record['held_out_loss']:.4f}, {record['seconds']:.0f} s", ui.loss: render.loss_figure(history)}
         self.stop_requests.discard(stop_key)
         session["models"][name] = str(out)
-        models, page = self.all_models(session), self.page
         yield {ui.trained_name: name, ui.status: texts.ready(name, len(history), history[-1]["epochs"]),
                ui.loss: render.loss_figure(history),
-               ui.card: texts.card(self.loaded.get(str(out)), out, len(images)), page.session: session,
+               ui.card: texts.card(self.loaded.get(str(out)), out, len(images)), self.page.session: key,
                ui.download: str(checkpoint.to_zip(out, Path(session["folder"]) / f"{name}.zip")),
-               page.detect.model: gr.Dropdown(choices=texts.choice_labels(models), value=name),
-               page.evaluate.models: gr.Dropdown(choices=list(models)),
-               page.latent.model: gr.Dropdown(choices=self.latent_names(session))}
+               **self._menus(key, chosen=name)}
 
     def stop_training(self, request: gr.Request):
         """The Stop button: the run ends after the epoch it is in, keeping that epoch's model."""
@@ -389,7 +393,8 @@ class Handlers:
     @user_errors
     def push(self, name, repo_id, token, session=None):
         """Upload one of this visitor's models; the token is used for this call only, never kept."""
-        if not session or name not in session["models"]:
+        own = self._own(session)
+        if name not in own:
             raise InputError("train a model first: only this session's models can be pushed from here")
-        url = checkpoint.push(session["models"][name], (repo_id or "").strip(), token=token or None)
+        url = checkpoint.push(own[name], (repo_id or "").strip(), token=token or None)
         return f"Pushed **{name}** to the Hub: {url}"

@@ -7,6 +7,8 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ad.training import calibration_warning
+
 matplotlib.use("Agg")  # no screen on a server
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -145,28 +147,45 @@ def loss_figure(history):
     return figure
 
 
-def share(percentile):
-    """A percentile as words that never round to 0 or 100 unless it is."""
-    if percentile >= 100:
-        return "all"
-    if percentile <= 0:
-        return "none"
+def percent(percentile, threshold=None):
+    """A percentile as a number to read ("99.2") that never rounds to 0 or 100 unless it is one, nor
+    across the threshold: an image above the 99th percentile never reads "99.0"."""
+    if percentile >= 100 or percentile <= 0:
+        return "100" if percentile >= 100 else "0"
+
+    def agrees(text):
+        shown = float(text)
+        return 0 < shown < 100 and (threshold is None or (shown > threshold) == (percentile > threshold))
     digits = 1
-    while round(percentile, digits) in (0, 100) and digits < 6:
+    while not agrees(f"{percentile:.{digits}f}") and digits < 6:
         digits += 1
-    return f"{percentile:.{digits}f}%"
+    return f"{percentile:.{digits}f}"
 
 
-def verdict_html(name, verdict, score, percentile, threshold_percentile):
-    """The verdict as anyone reads it: a coloured label and one plain sentence."""
-    colour = VERDICT_COLOURS[verdict]
-    unusual = share(percentile)
-    sentence = (f"More unusual than {unusual} of the normal images {name} was checked against"
-                if unusual != "none" else f"As usual as the most typical normal images {name} was checked against")
+def ordinal(percentile):
+    """99 -> "99th", 91 -> "91st", 99.5 -> "99.5th"."""
+    text = f"{percentile:g}"
+    if "." in text or int(text) % 100 in (11, 12, 13):
+        return text + "th"
+    return text + {"1": "st", "2": "nd", "3": "rd"}.get(text[-1], "th")
+
+
+def verdict_html(name, verdict, score, percentile, threshold_percentile, calibration_images=None):
+    """The verdict as anyone reads it: a coloured label and one plain sentence whose figures agree
+    with it; then how many normal images placed the threshold, with a warning when too few."""
+    colour, unusual = VERDICT_COLOURS[verdict], percent(percentile, threshold_percentile)
+    sentence = {"0": f"As usual as the most typical normal images {name} was checked against",
+                "100": f"More unusual than every normal image {name} was checked against"}.get(
+        unusual, f"More unusual than {unusual}% of the normal images {name} was checked against")
+    warning = calibration_warning(calibration_images, threshold_percentile)
+    checked = (f" The threshold comes from {calibration_images:,} held-out normal images."
+               if calibration_images and not warning else "")
+    warning = (f'<div style="margin-top:4px;color:#92400e"><b>Few normal images:</b> {name} was {warning}.</div>'
+               if warning else "")
     return (f'<div class="verdict" style="border-left:6px solid {colour};padding:6px 12px">'
             f'<div style="font-size:1.6em;font-weight:700;color:{colour}">{verdict.upper()}</div>'
-            f"<div>{sentence} (anomaly score {score:.4g}; the threshold is the {threshold_percentile:g}th "
-            "percentile of their scores).</div></div>")
+            f"<div>{sentence} (anomaly score {score:.4g}; the threshold is the {ordinal(threshold_percentile)} "
+            f"percentile of their scores).{checked}</div>{warning}</div>")
 
 
 def normal_scores_chart(quantiles, score, threshold, verdict):

@@ -1,15 +1,18 @@
 """Models visitors train in the app: each visitor's own, on disk only while their session lasts.
 
-A session's models live in one temporary folder, named in the visitor's gr.State; Gradio calls
-`forget` when the session ends or its time runs out, and the folder goes. Another visitor never
-sees them: they are reached only through that visitor's state.
+A session's models live in one temporary folder, found by the session's key: a random, unguessable
+string that the page keeps in the visitor's gr.State and in their browser (gr.BrowserState), so a
+reload finds the models again. Another visitor never sees them: only that key reaches them. A
+session ends SESSION_SECONDS after it began, and its folder goes.
 """
 
 import queue
 import re
+import secrets
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from ad import checkpoint
@@ -23,14 +26,39 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")  # a folder's name
 LOADED_MODELS = 8  # models kept in memory across all sessions; the rest are read again when used
 
 
-def new_session():
-    return {"folder": tempfile.mkdtemp(prefix="ad-session-"), "models": {}}
+class Sessions:
+    """The live sessions by key, shared by every visitor; each lasts `lifetime` seconds from its start."""
 
+    def __init__(self, lifetime=SESSION_SECONDS):
+        self.lifetime, self.live, self.lock = lifetime, {}, threading.Lock()
 
-def forget(session):
-    """gr.State's delete_callback: the session ended or expired."""
-    if session and session.get("folder"):
-        shutil.rmtree(session["folder"], ignore_errors=True)
+    def get(self, key):
+        """The session this key names, or None (no key, a made-up one, or one whose time is up)."""
+        self.forget_expired()
+        with self.lock:
+            return self.live.get(key) if isinstance(key, str) else None
+
+    def get_or_new(self, key):
+        """(key, session): the live session this key names, or a new one."""
+        session = self.get(key)
+        return (key, session) if session is not None else self.new()
+
+    def new(self):
+        """(key, session) of a new session."""
+        self.forget_expired()
+        key = secrets.token_urlsafe(24)  # 192 random bits: nobody finds another's models by guessing
+        session = {"folder": tempfile.mkdtemp(prefix="ad-session-"), "models": {}, "started": time.monotonic()}
+        with self.lock:
+            self.live[key] = session
+        return key, session
+
+    def forget_expired(self):
+        now = time.monotonic()
+        with self.lock:
+            expired = [key for key, session in self.live.items() if now - session["started"] > self.lifetime]
+            gone = [self.live.pop(key) for key in expired]
+        for session in gone:
+            shutil.rmtree(session["folder"], ignore_errors=True)
 
 
 def model_folder(session, name):
@@ -77,5 +105,6 @@ def training_epochs(cfg, stop):
     Path(cfg.data).unlink(missing_ok=True)
     if "error" in outcome:
         shutil.rmtree(cfg.out, ignore_errors=True)
-        error = outcome["error"]
-        raise error if isinstance(error, InputError) else InputError(f"training failed: {error}")
+        error = outcome["error"]  # about the images: named as the visitor knows them, not by the server's file
+        message = str(error) if isinstance(error, InputError) else f"training failed: {error}"
+        raise InputError(message.replace(Path(cfg.data).name, "the uploaded images"))

@@ -16,6 +16,8 @@ from ad.evaluation import (METRICS, at_threshold, best_f1_threshold, details_csv
                            submission_csv, verdicts_at)
 from ad.errors import InputError
 from ad.files import write_text
+from ad.ui.render import percent
+from ad.ui.texts import plural
 
 PERCENTILE, BEST_F1 = "percentile of normal scores", "best F1 on these labels"
 GALLERY_SIZE = 24  # images per gallery, worst first
@@ -54,7 +56,7 @@ class EvaluationRun:
 
     def overview(self):
         count, labels = len(self.test_set.images), self.test_set.labels
-        text = f"**{count:,} images** scored by {len(self.scores)} model{'s' * (len(self.scores) > 1)}. "
+        text = f"**{plural(count, 'image')}** scored by {plural(len(self.scores), 'model')}. "
         if not self.labelled:
             return text + ("No labels: the images are ranked by score and judged at the threshold below. "
                            "Add labels (or sub-folders good/ and one per kind of anomaly) for accuracy figures.")
@@ -139,7 +141,8 @@ class EvaluationRun:
         shown = self.test_set.names[index]
         shown = f"#{shown}" if shown.isdigit() else shown
         kind = f", {self.test_set.sources[index]}" if self.test_set.sources is not None else ""
-        return f"{shown}{kind}: score {self.scores[name][index]:.4g} ({self.percentiles[name][index]:.1f}th pct)"
+        score, percentile = self.scores[name][index], self.percentiles[name][index]
+        return f"{shown}{kind}: score {score:.4g} (percentile {percent(percentile)})"
 
     def examples(self, name, threshold):
         """(index, caption) lists: the most anomalous images, then the false positives and false

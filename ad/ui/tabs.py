@@ -18,13 +18,26 @@ from ad.ui.uploads import IMAGE_FORMATS
 # Phones (390 px): every tab in the bar (no "..." menu), tables that scroll on their own, and the
 # latent tab's sliders in a box of their own, so the decoded image above them stays in view while
 # they move. Passed to demo.launch(css=...).
+# A tab's results come before its examples there: the controls' column melts into its row
+# (display: contents), so the results can be ordered between the verdict and the examples; pictures
+# in pairs. Everywhere: a menu's text stops short of its arrow, a label short of its buttons.
 CSS = """
 @media (max-width: 640px) {
   .gradio-container { padding-left: 4px !important; padding-right: 4px !important; }
   .tab-container button { padding-left: 7px !important; padding-right: 7px !important; font-size: 15px !important; }
   #latent-sliders { max-height: 40vh; overflow-y: auto; }
+  .results-first { flex-wrap: wrap !important; }
+  .results-first > .controls { display: contents !important; }
+  .results-first > .controls > *, .results-first > .results { flex: 1 1 100% !important; min-width: 100% !important; }
+  .results-first > .results { order: 1; }
+  .results-first > .controls > #verdict-chart, .results-first > .controls > .examples { order: 2; }
+  .pair { flex-wrap: nowrap !important; }
+  .pair > * { min-width: 0 !important; flex: 1 1 0 !important; height: auto !important; }
+  .results label[data-testid=block-label].float { position: static !important; max-width: 100%; margin-bottom: 4px; }
 }
 .table-wrap, .table-container { overflow-x: auto; }
+input[role=combobox] { text-overflow: ellipsis; padding-right: 22px !important; }
+label[data-testid=block-label].float { max-width: calc(100% - 80px); }
 """
 
 VIEW = dict(format="png", height=render.DISPLAY_SIZE, width=render.DISPLAY_SIZE, interactive=False,
@@ -63,25 +76,29 @@ def example_images(folder):
 
 
 def example_groups(examples, image):
-    """Examples grouped by what they are; clicking one fills the drop zone, which runs the model."""
-    for prefix, label in EXAMPLE_GROUPS:
-        group = [path for path in examples if Path(path).name.startswith(prefix)]
-        if group:
-            gr.Examples(group, inputs=image, label=label, examples_per_page=len(group))
-    others = [path for path in examples if not any(Path(path).name.startswith(p) for p, _ in EXAMPLE_GROUPS)]
-    if others:
-        gr.Examples(others, inputs=image, label="More examples", examples_per_page=len(others))
+    """Examples grouped by what they are; clicking one fills the drop zone, which runs the model.
+    In a column of their own, which a phone shows after the results (CSS)."""
+    with gr.Column(elem_classes="examples"):
+        for prefix, label in EXAMPLE_GROUPS:
+            group = [path for path in examples if Path(path).name.startswith(prefix)]
+            if group:
+                gr.Examples(group, inputs=image, label=label, examples_per_page=len(group))
+        others = [path for path in examples if not any(Path(path).name.startswith(p) for p, _ in EXAMPLE_GROUPS)]
+        if others:
+            gr.Examples(others, inputs=image, label="More examples", examples_per_page=len(others))
 
 
 def detect_tab(zoo, examples, upload_limit):
     """The page opens with the most accurate model: its titles, legend and description."""
     best = texts.best_model(zoo.models)
     shown = zoo.models.get(best)
-    with gr.Row():
-        with gr.Column(scale=1, min_width=300):
+    normal_faces = [path for path in examples if Path(path).name.startswith("normal_")] or examples
+    with gr.Row(elem_classes="results-first"):
+        with gr.Column(scale=1, min_width=300, elem_classes="controls"):
             # custom values: a visitor's own trained models are theirs alone, not in the page's list
             model = gr.Dropdown(texts.choice_labels(zoo.models), value=best, label="Model", allow_custom_value=True,
-                                info="What it is, and its ROC-AUC on the test set it was evaluated on")
+                                info="What it is, and its ROC-AUC on the test set it was evaluated on",
+                                elem_id="detect-model")
             image = drop_zone(upload_limit, "detect-image")
             threshold = threshold_slider("detect-threshold")
             button = gr.Button("Detect", variant="primary")
@@ -90,13 +107,13 @@ def detect_tab(zoo, examples, upload_limit):
                             elem_id="verdict-chart", show_label=False)
             if examples:
                 example_groups(examples, image)
-        with gr.Column(scale=2):
-            with gr.Row():
+        with gr.Column(scale=2, elem_classes="results"):
+            with gr.Row(elem_classes="pair"):
                 seen = gr.Image(label="Input, as the model sees it", elem_id="input-view", **VIEW)
                 picture = gr.Image(label=shown.picture_label if shown else "The model's picture",
                                    elem_id="reconstruction", **{**VIEW, "width": None})
             note = gr.Markdown(elem_id="what-it-sees", label="What the model reads")
-            with gr.Row():
+            with gr.Row(elem_classes="pair"):
                 heat = gr.Image(label=f"Heat map. {shown.heat_title}" if shown else "Heat map",
                                 elem_id="heat-map", **VIEW)
                 overlay = gr.Image(label="Heat map over the input", elem_id="overlay", **VIEW)
@@ -106,7 +123,7 @@ def detect_tab(zoo, examples, upload_limit):
                                           format="png", type="numpy", interactive=False, elem_id="before-after",
                                           max_height=320)
             with gr.Accordion("Draw a defect: paint over a normal face, then detect", open=False):
-                editor = gr.ImageEditor(str(Path(examples[0])) if examples else None, type="pil", image_mode="RGB",
+                editor = gr.ImageEditor(normal_faces[0] if normal_faces else None, type="pil", image_mode="RGB",
                                         label="Paint sunglasses, a scribble or a blot; the heat map should find it",
                                         sources=["upload", "clipboard"], canvas_size=(256, 256), fixed_canvas=True,
                                         brush=gr.Brush(default_size=12, colors=["#000000", "#ffffff", "#d62728",
@@ -127,15 +144,15 @@ def detect_tab(zoo, examples, upload_limit):
 
 
 def compare_tab(examples, upload_limit):
-    with gr.Row():
-        with gr.Column(scale=1, min_width=300):
+    with gr.Row(elem_classes="results-first"):
+        with gr.Column(scale=1, min_width=300, elem_classes="controls"):
             image = drop_zone(upload_limit)
             threshold = threshold_slider("compare-threshold")
             button = gr.Button("Compare all models", variant="primary")
             agreement = gr.Markdown(elem_id="compare-agreement", label="Agreement")
             if examples:
                 example_groups(examples, image)
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, elem_classes="results"):
             table = gr.Dataframe(label="Per model: percentile among its own normal images (comparable across "
                                  "models), verdict, raw score (not comparable); the ensemble's percentile is the "
                                  "mean of theirs", interactive=False, elem_id="compare-table")
@@ -161,12 +178,13 @@ def evaluate_tab(names, sample):
             with gr.Group(visible=not sample) as uploads:
                 images = gr.File(label="Images: testingset.npy (N, 64, 64, 3), a .zip of images, or a folder's "
                                  "images zipped (sub-folders good/ and one per kind of anomaly label them)",
-                                 file_types=[".npy", ".zip"])
+                                 file_types=[".npy", ".zip"], elem_id="evaluate-images")
                 labels = gr.File(label="Labels (optional): .npy or .csv, 0 normal, 1 anomaly",
                                  file_types=[".npy", ".csv"])
                 sources = gr.File(label="Kinds of image (optional): .npy or .csv of names", file_types=[".npy", ".csv"])
-            models = gr.Dropdown(names, value=names, multiselect=True, allow_custom_value=True, label="Models")
-            button = gr.Button("Evaluate", variant="primary")
+            models = gr.Dropdown(names, value=names, multiselect=True, allow_custom_value=True, label="Models",
+                                 elem_id="evaluate-models")
+            button = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
         with gr.Column(scale=2):
             overview = gr.Markdown("Pick a test set and the models, then press Evaluate.", label="Summary",
                                    elem_id="evaluate-overview")
@@ -191,6 +209,7 @@ def evaluate_tab(names, sample):
         flagged = gr.Gallery(label="The most anomalous images (click one to open it in Detect)", columns=8,
                              elem_id="evaluate-flagged", height="auto", object_fit="contain", format="png")
         false_positives = gr.Gallery(label="Normal images flagged (false positives), worst first", columns=8,
+                                     elem_id="evaluate-false-positives",
                                      height="auto", object_fit="contain", visible=False, format="png")
         false_negatives = gr.Gallery(label="Anomalies missed (false negatives), worst first", columns=8,
                                      height="auto", object_fit="contain", visible=False, format="png")
@@ -213,14 +232,14 @@ def latent_tab(names, examples):
     """Only models with a latent code (the autoencoders) have a space to explore."""
     gr.Markdown("Encode an image, then move its latent coordinates and watch the decoder answer. "
                 "Small latents (the fully connected model's) are the easiest to read.")
-    with gr.Row():
-        with gr.Column(scale=1, min_width=300):
+    with gr.Row(elem_classes="results-first"):
+        with gr.Column(scale=1, min_width=300, elem_classes="controls"):
             model = gr.Dropdown(names, value=names[0] if names else None, label="Model", allow_custom_value=True)
             image = drop_zone()
             button = gr.Button("Encode", variant="primary")
             if examples:
                 example_groups(examples, image)
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, elem_classes="results"):
             note = gr.Markdown(label="Latent dimensions")
             decoded = gr.Image(label="Decoded from the sliders", elem_id="latent-decoded", **VIEW)
             state = gr.State()  # the model's name and the whole code, sliders or not
@@ -235,8 +254,8 @@ def train_tab(sample):
     """Bring normal images, train a detector on them, then use it in the other tabs."""
     gr.Markdown("Train a detector on your own normal images: product photos, parts, cells, digits. It "
                 "learns from normal images only, then joins the model choices of Detect, Compare and "
-                "Evaluate for you (no other visitor sees it), for as long as this page's session lasts "
-                f"(at most {sessions.SESSION_SECONDS // 3600} hours). Download it to keep it.")
+                f"Evaluate for you (no other visitor sees it) for {sessions.SESSION_SECONDS // 3600} hours, in "
+                "this browser, reloads included. Download it to keep it.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             files = gr.File(label="Normal images: a .zip of images, several image files, or an .npy",
@@ -253,11 +272,12 @@ def train_tab(sample):
             with gr.Row():
                 button = gr.Button("Train", variant="primary", elem_id="train-button")
                 stop = gr.Button("Stop", variant="stop")
+            status = gr.Markdown(elem_id="train-status", label="Training status")  # the progress, by the button
+            trained_name = gr.Textbox(label="Trained model", interactive=False, elem_id="trained-name")
         with gr.Column(scale=2):
             report = gr.Markdown("Upload normal images (or use the sample faces) to train on.", elem_id="train-report")
-            shown = gr.Gallery(label="Some of the images", columns=6, height="auto", object_fit="contain")
-            trained_name = gr.Textbox(label="Trained model", interactive=False, elem_id="trained-name")
-            status = gr.Markdown(elem_id="train-status", label="Training status")
+            shown = gr.Gallery(label="Some of the images", columns=6, height="auto", object_fit="contain",
+                               elem_id="train-shown")
             loss = gr.Plot(label="Loss per epoch", format="png", elem_id="train-loss")
             card = gr.Markdown(label="The trained model")
             download = gr.File(label="The checkpoint, as a zip (load_model and python -m ad take it as it is)")
@@ -311,8 +331,9 @@ def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64, uploa
         if zoo.errors:
             gr.Markdown("**Models that could not be loaded:**\n" + "\n".join(
                 f"- `{name}`: {reason}" for name, reason in zoo.errors.items()), elem_id="load-errors")
-        # the visitor's own trained models: deleted with the session, or after SESSION_SECONDS
-        session = gr.State(None, time_to_live=sessions.SESSION_SECONDS, delete_callback=sessions.forget)
+        # the key of the visitor's own trained models (ad.ui.sessions), also kept in their browser for reloads
+        session = gr.State(None)
+        browser_key = gr.BrowserState(None, storage_key="anomaly-detection-session")
         with gr.Tabs() as tabs:
             with gr.Tab("Detect", id="detect"):
                 detect = detect_tab(zoo, examples, upload_limit)
@@ -324,8 +345,8 @@ def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64, uploa
                 latent = latent_tab(handlers.latent_names(), examples)
             with gr.Tab("Train", id="train"):
                 train = train_tab(sample)
-        handlers.page = SimpleNamespace(tabs=tabs, session=session, detect=detect, compare=compare,
-                                        evaluate=evaluate, latent=latent, train=train)
+        handlers.page = SimpleNamespace(demo=demo, tabs=tabs, session=session, browser_key=browser_key,
+                                        detect=detect, compare=compare, evaluate=evaluate, latent=latent, train=train)
         events.wire(handlers, handlers.page)
     demo.queue(max_size=queue_size, default_concurrency_limit=2)  # 2 vCPUs: more at once only queues
     demo.handlers = handlers  # for calls in-process (tests, benchmarks)

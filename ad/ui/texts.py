@@ -7,9 +7,20 @@ import pandas as pd
 
 from ad.scoring import verdict
 from ad.ui.render import VERDICT_COLOURS
+from ad.ui.sessions import SESSION_SECONDS
 
 SMALL_IMAGE = 32  # px: an upload smaller than this on its short side is mostly made up by the upscaling
 ENSEMBLE = "ensemble (mean percentile)"  # Compare's last row: the mean of the models' percentiles
+
+
+def plural(count, word, words=None):
+    """1 image, 2 images, 1,000 images."""
+    return f"{count:,} {word if count == 1 else words or word + 's'}"
+
+
+def calibration_images(model):
+    """How many held-out normal images placed the model's percentiles (None: not recorded)."""
+    return model.training_record.get("calibration_images")
 
 
 def roc_auc(model):
@@ -51,7 +62,7 @@ def what_it_sees(model, size):
 
 
 def latent_note(name, dimensions, shown):
-    return (f"{name}: {dimensions} latent dimensions"
+    return (f"{name}: {plural(dimensions, 'latent dimension')}"
             + (f"; the first {shown} are sliders, the rest stay as encoded" if shown < dimensions else ""))
 
 
@@ -61,25 +72,27 @@ def no_latent(name, names):
 
 
 def training_report(count, skipped, length, epochs, steps, seconds):
-    report = f"**{count:,} images** read"
+    report = f"**{plural(count, 'image')}** read"
     if skipped:
-        report += (f", **{len(skipped)} skipped**: " + "; ".join(reason for _, reason in skipped[:3])
+        report += (f", **{len(skipped):,} skipped**: " + "; ".join(reason for _, reason in skipped[:3])
                    + ("; ..." if len(skipped) > 3 else ""))
-    return report + (f".  \n{length.capitalize()} training: {epochs} passes ({epochs * steps} steps), about "
+    return report + (f".  \n{length.capitalize()} training: {plural(epochs, 'pass', 'passes')} "
+                     f"({plural(epochs * steps, 'step')}), about "
                      f"{max(5, round(seconds, -1)):.0f} s on this machine.")
 
 
 def ready(name, epochs_done, epochs):
     stopped = f" (stopped after epoch {epochs_done})" if epochs_done < epochs else ""
-    return (f"**{name}** is ready{stopped}: pick it in Detect, Compare and Evaluate. It lasts as long as "
-            "this page's session.")
+    return (f"**{name}** is ready{stopped}: pick it in Detect, Compare and Evaluate. It stays for "
+            f"{SESSION_SECONDS // 3600} hours in this browser, reloads included; download it to keep it.")
 
 
 def card(model, folder, image_count):
     record = model.training_record
+    held = calibration_images(model)
     return (f"**{Path(folder).name}**: `{model.architecture}`, {model.parameter_count():,} parameters, "
-            f"trained on {image_count:,} images ({record['config']['holdout']:.0%} held out "
-            f"to calibrate it) for {len(record.get('history', []))} epochs in "
+            f"trained on {plural(image_count - (held or 0), 'image')} ({held or 0:,} more held out "
+            f"to calibrate it) for {plural(len(record.get('history', [])), 'epoch')} in "
             f"{record.get('history', [{}])[-1].get('seconds', 0):.0f} s. Options: "
             f"`{json.dumps({k: v for k, v in model.config.items() if k != 'architecture'})}`  \n"
             f"{model.summary}")
@@ -87,20 +100,27 @@ def card(model, folder, image_count):
 
 def compare_table(seen, threshold_percentile):
     """Rows by model: ROC-AUC, percentile (comparable across models), verdict, score; the ensemble
-    last, whose figure is the mean percentile (it has no score of its own); the most reliable model
-    starred; and a sentence on who disagrees."""
+    last, whose figure is the mean percentile (it has no score of its own) and which gives no verdict:
+    nothing measured that the mean beats the best model (Evaluate measures it on a labelled test set);
+    the most reliable model starred; and a sentence on who disagrees."""
     trusted = max(seen, key=lambda r: r["roc_auc"] or 0.0)["model"] if any(r["roc_auc"] for r in seen) else None
     rows = [[("★ " if r["model"] == trusted else "") + r["model"], r["roc_auc"], round(r["percentile"], 2),
              verdict(r["percentile"], threshold_percentile), float(f"{r['score']:.4g}")] for r in seen]
     mean = sum(r["percentile"] for r in seen) / len(seen)
-    rows.append([ENSEMBLE, None, round(mean, 2), verdict(mean, threshold_percentile), None])
+    rows.append([ENSEMBLE, None, round(mean, 2), NO_VERDICT, None])
     table = pd.DataFrame(rows, columns=["model", "ROC-AUC", "percentile", "verdict", "score"])
 
     def blank_or(form):  # the ensemble has no ROC-AUC and no score: an empty cell
         return lambda v: "" if pd.isna(v) else form.format(v)
-    styled = table.style.map(lambda v: f"color: {VERDICT_COLOURS[v]}; font-weight: bold", subset=["verdict"]).format(
+    styled = table.style.map(lambda v: f"color: {VERDICT_COLOURS.get(v, 'inherit')}; font-weight: bold",
+                             subset=["verdict"]).format(
         {"ROC-AUC": blank_or("{:.3f}"), "percentile": "{:.2f}", "score": blank_or("{:.4g}")})
-    return styled, disagreement(rows[:-1], trusted)
+    return styled, disagreement(rows[:-1], trusted) + ENSEMBLE_NOTE
+
+
+NO_VERDICT = "none (not measured)"
+ENSEMBLE_NOTE = ("  \nThe ensemble's mean percentile gives no verdict: averaging has not been measured to beat "
+                 "the best single model here (Evaluate measures it on a labelled test set).")
 
 
 def disagreement(rows, trusted):
@@ -109,6 +129,7 @@ def disagreement(rows, trusted):
         by_verdict.setdefault(row[3], []).append(row[0].removeprefix("★ "))
     trust = f" The most reliable here is **{trusted}** (highest ROC-AUC): trust its verdict." if trusted else ""
     if len(by_verdict) == 1:
-        return f"All {len(rows)} models agree: **{next(iter(by_verdict))}**.{trust}"
+        agree = "The one model says" if len(rows) == 1 else f"All {len(rows)} models agree"
+        return f"{agree}: **{next(iter(by_verdict))}**.{trust}"
     return ("The models **disagree**: " + "; ".join(f"{', '.join(names)} call{'s' * (len(names) == 1)} it {word}"
                                                   for word, names in sorted(by_verdict.items())) + "." + trust)

@@ -70,8 +70,20 @@ def training_images(files):
         with tempfile.TemporaryDirectory(prefix="ad-upload-") as scratch:  # gathered as one folder
             for i, f in enumerate(files):
                 shutil.copy(f, Path(scratch) / f"{i:05d}-{f.name}")  # two uploads may share a name
-            images, _ = load_images(Path(scratch), skipped)
+            try:
+                images, _ = load_images(Path(scratch), skipped)
+            except InputError:  # none could be read: say so of the files as the visitor named them
+                name, reason = uploaded(*skipped[0])
+                raise InputError(reason if len(files) == 1 else f"none of the {len(files):,} uploaded files "
+                                 f"could be read as an image; the first, {reason}") from None
+        skipped = [uploaded(name, reason) for name, reason in skipped]
     return images, skipped
+
+
+def uploaded(name, reason):
+    """A skipped file's (name, reason) as the visitor named it: not its copy's numbered name in a server folder."""
+    name = name.split("-", 1)[1]  # "00003-cat.png"
+    return name, f"{name}: {reason.split(name + ': ', 1)[-1]}"
 
 
 def refuse_too_many(images):
