@@ -100,8 +100,13 @@ def load_normal_images(path, size=IMAGE_SIZE, fit=CENTRE):
 
     Returns (images, skipped [(name, reason)]); refuses a set that training cannot learn from.
     """
-    skipped = []
-    images, _ = load_images(path, skipped, size, fit)
+    skipped, path = [], Path(path)
+    if (path / MVTEC_NORMAL).is_dir():  # MVTec AD's layout: only train/good is normal
+        path = path / MVTEC_NORMAL
+    if path.suffix.lower() == ".zip":
+        images, _ = load_zip(path, skipped, size, fit, normal_only=True)
+    else:
+        images, _ = load_images(path, skipped, size, fit)
     if len(images) < MIN_TRAINING_IMAGES:
         unread = f" ({len(skipped)} unreadable files skipped)" if skipped else ""
         raise InputError(f"{path}: {len(images)} images{unread}; training needs at least "
@@ -114,8 +119,12 @@ def load_normal_images(path, size=IMAGE_SIZE, fit=CENTRE):
     return images, skipped
 
 
-def load_zip(path, skipped=None, size=IMAGE_SIZE, fit=CENTRE):
-    """Read images straight out of a zip (nothing is extracted to disk), refusing unsafe archives."""
+MVTEC_NORMAL = Path("train", "good")  # where an MVTec AD-style folder or zip keeps its normal images
+
+
+def load_zip(path, skipped=None, size=IMAGE_SIZE, fit=CENTRE, normal_only=False):
+    """Read images straight out of a zip (nothing is extracted to disk), refusing unsafe archives.
+    With `normal_only`, a zip in MVTec AD's layout gives its train/good images alone."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
@@ -136,6 +145,9 @@ def load_zip(path, skipped=None, size=IMAGE_SIZE, fit=CENTRE):
                          and not Path(m.filename).name.startswith(".")), key=lambda m: m.filename)
         if not images:
             raise InputError(f"{path}: the zip holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        normal = [m for m in images if "/".join(MVTEC_NORMAL.parts) in "/".join(Path(m.filename).parts[:-1])]
+        if normal_only and normal:
+            images = normal
         return _read_all([(m.filename, lambda m=m: _read_member(archive, m, path)) for m in images],
                          path, skipped, size, fit)
 

@@ -17,7 +17,7 @@ from ad import checkpoint
 from ad.device import pick_device
 from ad.errors import InputError
 from ad.scoring import anomaly_scores, detect, verdict
-from ad.training import TrainConfig, training_estimate
+from ad.training import train_config, training_estimate
 from ad.ui import render, texts, uploads
 from ad.ui.errors import user_errors
 from ad.ui.lru import LRU
@@ -98,9 +98,10 @@ class Handlers:
         """
         ui, model, upload = self.page.detect, self.model(model_name, session), read_upload(image_path)
         detection = self._detect(model, upload)
-        seen = {"model": model_name, "score": detection.score, "percentile": detection.percentile}
+        seen = {"model": model_name, "score": detection.score, "percentile": detection.percentile,
+                "image": upload.digest}
         shown = render.pictures(detection)
-        return {ui.seen: shown.input, ui.picture: shown.picture, ui.heat: shown.heat, ui.overlay: shown.overlay,
+        return {ui.seen: shown.input, ui.picture: shown.picture, ui.heat: shown.heat,
                 ui.note: texts.what_it_sees(model, upload.size), **self._judge(model, seen, threshold_percentile),
                 ui.before_after: (shown.input, shown.picture if model.reconstructs else shown.overlay)}
 
@@ -110,7 +111,7 @@ class Handlers:
         key = (id(model), upload.digest)
         kept = self.detections.get(key)
         if kept is None:  # the model is kept with it: its id cannot be reused meanwhile
-            kept = self.detections.put(key, (model, detect(model, upload.image)))
+            kept = self.detections.put(key, (model, detect(model, upload.pixels(model))))
         return kept[1]
 
     @user_errors
@@ -118,27 +119,26 @@ class Handlers:
         """A new threshold: the verdict again from the score on screen (the details), no model call."""
         if not details:
             return gr.skip()
-        seen = {key: details[key] for key in ("model", "score", "percentile")}
+        seen = {key: details[key] for key in ("model", "score", "percentile", "image") if key in details}
         return self._judge(self.model(seen["model"], session), seen, threshold_percentile)
 
     def _judge(self, model, seen, threshold_percentile):
+        """The verdict, and the defect region outlined, at this threshold, from the kept detection."""
         ui, threshold = self.page.detect, model.threshold(threshold_percentile)
         judged = verdict(seen["percentile"], threshold_percentile)
+        kept = self.detections.get((id(model), seen.get("image")))
+        region = None if kept is None else kept[1].region(threshold_percentile)
         details = {**seen, "threshold_percentile": float(threshold_percentile), "threshold_score": threshold,
-                   "verdict": judged}
+                   "verdict": judged, "defect_share": None if region is None else float(region.mean())}
+        outlined = {} if kept is None else {ui.overlay: render.outlined(render.pictures(kept[1]).overlay, region)}
         return {ui.verdict: render.verdict_html(seen["model"], judged, seen["score"], seen["percentile"],
-                                                threshold_percentile, texts.calibration_images(model)),
-                ui.details: details,
+                                                threshold_percentile, texts.calibration_images(model))
+                + render.region_sentence(region, threshold_percentile),
+                ui.details: details, **outlined,
                 ui.chart: render.normal_scores_chart(model.normal_score_quantiles.cpu().numpy(), seen["score"],
                                                      threshold, judged)}
 
-    @staticmethod
-    @user_errors
-    def painted_image(edited):
-        """The painted image as a file in the drop zone, which detects it like any upload."""
-        if edited is None or edited.get("composite") is None:
-            raise InputError("nothing painted yet: open an image in the editor and paint on it")
-        return uploads.save_picture(edited["composite"], "ad-painted-", "painted")
+    painted_image = staticmethod(user_errors(uploads.painted_image))
 
     @user_errors
     def model_labels(self, model_name, session=None):
@@ -331,12 +331,13 @@ class Handlers:
     def sample_faces_file(self):
         return uploads.sample_faces_file(self.sample_testset)  # written once per app
 
-    def _training_set(self, files):
-        """(images, skipped) of an upload, read once for the inspection and the training that follows."""
-        key = tuple(map(str, files or ()))
-        found = self.training_uploads.get(key)
-        if found is None:
-            found = self.training_uploads.put(key, uploads.training_images(files))
+    def _training_set(self, files, architecture):
+        """(images, skipped) of an upload at the architecture's input format, read once for the
+        inspection and the training that follows."""
+        cfg = train_config(arch=architecture)
+        key = (tuple(map(str, files or ())), cfg.image_size, cfg.fit)
+        found = self.training_uploads.get(key) or self.training_uploads.put(
+            key, uploads.training_images(files, cfg.image_size, cfg.fit))
         uploads.refuse_too_many(found[0])
         return found
 
@@ -348,7 +349,7 @@ class Handlers:
         if not files:
             return {ui.report: "Upload normal images (or use the sample faces) to train on.", ui.shown: [],
                     ui.epochs: None}
-        images, skipped = self._training_set(files)
+        images, skipped = self._training_set(files, architecture)
         epochs, steps, seconds = training_estimate(len(images), architecture, LENGTHS[length])
         shown = images[np.linspace(0, len(images) - 1, min(12, len(images))).astype(int)]
         return {ui.report: texts.training_report(len(images), skipped, length, epochs, steps, seconds),
@@ -360,7 +361,7 @@ class Handlers:
               progress=gr.Progress()):
         """Train a detector on the uploaded normal images; it joins this visitor's models."""
         progress(0, desc="reading the images")
-        images, _ = self._training_set(files)
+        images, _ = self._training_set(files, architecture)
         key, session = self.sessions.get_or_new(session)  # a key naming no live session: a new one
         name = (name or "").strip() or f"my-{architecture}-{len(session['models']) + 1}"
         if name in self.zoo.models:
@@ -368,8 +369,8 @@ class Handlers:
         out, ui = model_folder(session, name), self.page.train
         source = Path(session["folder"]) / f"{name}-images.npy"  # read once: training reads this
         np.save(source, images)
-        cfg = TrainConfig(arch=architecture, data=str(source), out=str(out), crop=crop or None,
-                          epochs=int(epochs) if epochs else None, command=f"the app's Train tab ({name})")
+        cfg = train_config(arch=architecture, data=str(source), out=str(out), crop=crop or None,
+                           epochs=int(epochs) if epochs else None, command=f"the app's Train tab ({name})")
         history, stop_key = [], request.session_hash if request else None
         self.stop_requests.discard(stop_key)
         for record in training_epochs(cfg, stop=lambda: stop_key in self.stop_requests):

@@ -6,6 +6,7 @@ from typing import NamedTuple
 import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 
 from ad.training import calibration_warning
 
@@ -49,6 +50,33 @@ def heat_map(heat):
 def overlay(base_uint8, heat_uint8, alpha=0.55):
     blended = (1 - alpha) * base_uint8.astype(np.float32) + alpha * heat_uint8.astype(np.float32)
     return blended.round().astype(np.uint8)
+
+
+REGION_COLOUR = (0, 229, 255)  # cyan: clear against the heat map's black-red-yellow and on grey parts
+
+
+def outlined(picture, region):
+    """The defect region's outline drawn on an upscaled picture (region: (S, S) bool, or None)."""
+    if region is None or not region.any():
+        return picture
+    factor = picture.shape[0] // region.shape[0]
+    big = region.repeat(factor, axis=0).repeat(factor, axis=1)
+    edge = big & ~ndimage.binary_erosion(big, iterations=max(1, factor // 2), border_value=0)
+    drawn = picture.copy()
+    drawn[edge] = REGION_COLOUR
+    return drawn
+
+
+def region_sentence(region, threshold_percentile):
+    """What the outline on the overlay means, in one line."""
+    if region is None:
+        return ('<div style="color:#555">No defect region: this checkpoint has no pixel calibration '
+                "(`python -m ad calibrate` adds it).</div>")
+    if not region.any():
+        return (f'<div>No defect region: no pixel is above the {ordinal(threshold_percentile)} percentile '
+                "of normal images' highest pixels.</div>")
+    return (f'<div>Defect region (outlined in cyan on the overlay): <b>{region.mean():.1%}</b> of the image, '
+            f"the pixels above the {ordinal(threshold_percentile)} percentile of normal images' highest pixels.</div>")
 
 
 class Pictures(NamedTuple):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ad.data import IMAGE_SUFFIXES, load_images, load_test_set, open_image
+from ad.data import CENTRE, IMAGE_SIZE, IMAGE_SUFFIXES, load_images, load_test_set, load_zip, open_image
 from ad.errors import InputError
 
 MAX_TRAIN_IMAGES = 20_000  # a visitor's upload; larger sets train with train.py
@@ -29,9 +29,17 @@ def names_image_formats(function):
 class Upload:
     """A dropped image, read once: the pixels the models read, a digest of its bytes, its own size."""
 
-    image: np.ndarray  # uint8 (64, 64, 3)
+    image: np.ndarray  # uint8 (64, 64, 3): HW8's input format, what the shipped models read
     digest: str
     size: tuple  # (width, height) as uploaded
+    data: bytes = b""
+    name: str = "image"
+
+    def pixels(self, model):
+        """The picture read at the model's input format (a defect model reads it whole, at 128 px)."""
+        if model.input_format == {"size": IMAGE_SIZE, "fit": CENTRE}:
+            return self.image
+        return open_image(self.data, name=self.name, **model.input_format)
 
 
 def read_upload(path):
@@ -45,7 +53,14 @@ def read_upload(path):
     image = open_image(data, name=name)  # refuses what is not an image, with a message
     with Image.open(io.BytesIO(data)) as original:  # the header only: open_image read it already
         size = original.size
-    return Upload(image, hashlib.sha1(data).hexdigest(), size)
+    return Upload(image, hashlib.sha1(data).hexdigest(), size, data, name)
+
+
+def painted_image(edited):
+    """The painted image as a file in the drop zone, which detects it like any upload."""
+    if edited is None or edited.get("composite") is None:
+        raise InputError("nothing painted yet: open an image in the editor and paint on it")
+    return save_picture(edited["composite"], "ad-painted-", "painted")
 
 
 def save_picture(image, prefix, name):
@@ -55,14 +70,16 @@ def save_picture(image, prefix, name):
     return str(path)
 
 
-def training_images(files):
-    """(images, skipped) of a training upload: one .npy, one .zip, or any number of image files."""
+def training_images(files, size=IMAGE_SIZE, fit=CENTRE):
+    """(images, skipped) of a training upload, read at the architecture's input format: one .npy,
+    one .zip (an MVTec AD-style one gives its train/good alone), or any number of image files."""
     files = [Path(f) for f in (files or [])]
     if not files:
         raise InputError("no training images yet: upload a .zip of images, several image files or an .npy")
     skipped = []
     if len(files) == 1 and files[0].suffix.lower() in (".zip", ".npy"):
-        images, _ = load_images(files[0], skipped)
+        images, _ = (load_zip(files[0], skipped, size, fit, normal_only=True) if files[0].suffix.lower() == ".zip"
+                     else load_images(files[0], skipped, size, fit))
     else:
         if any(f.suffix.lower() not in IMAGE_SUFFIXES for f in files):
             raise InputError("upload one .zip or one .npy, or any number of image files, not a mix "
@@ -71,7 +88,7 @@ def training_images(files):
             for i, f in enumerate(files):
                 shutil.copy(f, Path(scratch) / f"{i:05d}-{f.name}")  # two uploads may share a name
             try:
-                images, _ = load_images(Path(scratch), skipped)
+                images, _ = load_images(Path(scratch), skipped, size, fit)
             except InputError:  # none could be read: say so of the files as the visitor named them
                 name, reason = uploaded(*skipped[0])
                 raise InputError(reason if len(files) == 1 else f"none of the {len(files):,} uploaded files "
