@@ -22,7 +22,7 @@ from ad.device import pick_device
 from ad.errors import InputError
 from ad.evaluation import test_metrics
 from ad.models import create_model, model_class
-from ad.scoring import anomaly_scores, calibrate, explain_all
+from ad.scoring import anomaly_scores, calibrate, explain_all, synthetic_defects_auc
 
 
 MIN_EPOCHS, MIN_STEPS, MAX_EPOCHS = 3, 100, 50  # what `epochs=None` means
@@ -325,6 +325,8 @@ def save_checkpoint(run, finished):
     metrics = evaluate_test_set(run.model, run.test_set) if finished and run.test_set else None
     record = {"config": asdict(cfg), "calibration_images": len(run.holdout_idx), "history": history,
               "epochs_done": len(history), "finished": finished}
+    if finished:  # without labels, the one figure a model can honestly have (the app's menus show it)
+        record["synthetic_defects_roc_auc"] = synthetic_defects_auc(run.model, run.images[run.holdout_idx])
     resume_state = None if finished else {"optimizer": run.optimizer, "train_config": asdict(cfg),
                                           "history": history}
     checkpoint.save(run.model, cfg.out, record, metrics, resume_state)

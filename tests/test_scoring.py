@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ad import InputError, create_model, list_models, load_model
-from ad.scoring import Detection, anomaly_scores, detect, verdict
+from ad.scoring import Detection, anomaly_scores, detect, synthetic_defects_auc, verdict
 from ad.ui.render import DISPLAY_SIZE, heat_map, model_view
 from conftest import add_stains, make_textures, small
 
@@ -140,3 +140,10 @@ def test_every_calibrated_model_outlines_nothing_on_most_normal_images(arch, tra
     images, labels, _ = test_images
     regions = [detect(model, image).region(99) for image in images[labels == 0][:20]]
     assert np.mean([region.any() for region in regions]) <= 0.3  # calibrated: 1% of held-out ones show any
+
+
+def test_a_model_checks_itself_on_synthetic_defects_and_records_it(trained_on_texture):
+    model = load_model(trained_on_texture)
+    recorded = model.training_record["synthetic_defects_roc_auc"]  # what the app's menus show without labels
+    assert recorded == pytest.approx(synthetic_defects_auc(model, make_textures(60, seed=9)), abs=0.1)
+    assert recorded > 0.6  # above chance: the small segmenter tells surfaces from the same ones with a pasted flaw

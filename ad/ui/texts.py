@@ -30,8 +30,10 @@ def roc_auc(model):
 def choice_labels(models):
     """(label, name) dropdown entries: each model in a few words, with its measured ROC-AUC."""
     def label(name, model):
-        auc = roc_auc(model)
-        return f"{name}: {model.tagline}" + (f" (ROC-AUC {auc:.3f})" if auc is not None else "")
+        auc, check = roc_auc(model), model.training_record.get("synthetic_defects_roc_auc")
+        if auc is not None:
+            return f"{name}: {model.tagline} (ROC-AUC {auc:.3f})"
+        return f"{name}: {model.tagline}" + (f" (self-check {check:.2f} on synthetic defects)" if check else "")
     return [(label(name, m), name) for name, m in models.items()]
 
 
