@@ -36,6 +36,8 @@ def add_train_arguments(parser):
     add("--out", required=True, help="checkpoint folder to write")
     add("--epochs", type=int, help="passes over the training images (default: 3, more (up to 50) for small "
         "sets, so that training takes at least 100 steps)")
+    add("--minutes", type=float, help="train for about this long instead: the epochs that fit, after timing "
+        "a few steps of this model on this machine (instead of --epochs)")
     add("--batch-size", type=int, help="images per step")
     add("--lr", type=float, help="peak learning rate (cosine schedule)")
     add("--crop", type=crop_box, help="TOP,LEFT,HEIGHT,WIDTH box on the image (--image-size square) that "
@@ -86,6 +88,8 @@ def run_train(args, argv):
     given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS}
     if "model" in given:
         given["model"] = parse_model_options(given["model"])
+    if "minutes" in given and "epochs" in given:
+        raise InputError("--minutes chooses the number of epochs itself: give --minutes or --epochs, not both")
     for name in ("epochs", "batch_size"):
         if given.get(name, 1) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")

@@ -5,10 +5,12 @@ one pass, end the epoch (held-out loss, calibration, checkpoint, log) and decide
 once, whether to go on.
 """
 
+import copy
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -17,6 +19,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ad import checkpoint
+from ad.budget import EPOCH_OVERHEAD_SECONDS, epochs_within, seconds_per_call, seconds_per_step
 from ad.data import CENTRE, IMAGE_SIZE, MIN_TRAINING_IMAGES, load_normal_images, load_test_set
 from ad.device import pick_device
 from ad.errors import InputError
@@ -44,6 +47,8 @@ class TrainConfig:
     out: str | None = None  # the checkpoint folder to write
     epochs: int | None = None  # None: 3 passes, more (up to 50) for small sets: at least 100 steps
     # (the recommended detector learns its views in ~100 steps; more passes overfit the normal images)
+    minutes: float | None = None  # instead of epochs: as many as fit in about this long on this machine
+    # (a few real steps are timed first; the epochs chosen are recorded, so --resume keeps them)
     batch_size: int = 128  # fits a CPU's caches; per process under torchrun
     lr: float = 2e-3  # AdamW peak; cosine-decayed to 1% over the run
     weight_decay: float = 1e-4  # light: the small latents already regularise
@@ -111,7 +116,9 @@ class Run:
         self.batch_size = min(self.cfg.batch_size, self.per_rank)
         self.steps_per_epoch = self.per_rank // self.batch_size  # no partial batch: BatchNorm dislikes size 1
         if self.cfg.epochs is None:  # stated in the run's record, so --resume continues with the same
-            self.cfg = replace(self.cfg, epochs=default_epochs(self.steps_per_epoch, self.cfg.min_steps))
+            epochs = budget_epochs(self) if self.cfg.minutes else default_epochs(self.steps_per_epoch,
+                                                                               self.cfg.min_steps)
+            self.cfg = replace(self.cfg, epochs=epochs)
 
     @property
     def total_steps(self):
@@ -206,6 +213,8 @@ def start_run(cfg, rank, world, local_rank):
     if not cfg.out or not (cfg.resume or cfg.data):
         raise InputError("training needs the normal images (--data) and a folder to write (--out); "
                          "--resume needs only --out")
+    if cfg.minutes is not None and not cfg.minutes > 0:
+        raise InputError(f"--minutes {cfg.minutes:g}: expected a training time of more than 0 minutes")
     if rank == 0:
         checkpoint.remove_leftovers(cfg.out)
     state = checkpoint.read_resume_state(cfg.out) if cfg.resume else None
@@ -352,29 +361,6 @@ def stop_everywhere(run, stop):
 
 # ---------------------------------------------------------------- how long training will take
 
-EPOCH_OVERHEAD_SECONDS = 0.2  # each epoch ends by calibrating and writing the checkpoint
-_STEP_SECONDS = {}  # (architecture, device) -> seconds per training step, measured here once
-
-
-def seconds_per_step(architecture, device):
-    """One training step of the architecture's default size on `device`, timed on random images:
-    the first step warms up, the fastest of the next three counts."""
-    if (architecture, str(device)) not in _STEP_SECONDS:
-        model = create_model(architecture).to(device)
-        optimizer = torch.optim.AdamW(model.parameters())
-        images = np.random.default_rng(0).integers(0, 256, (TrainConfig.batch_size, 64, 64, 3), dtype=np.uint8)
-        x = model.preprocess(images)
-        times = []
-        for _ in range(4):
-            started = time.perf_counter()
-            loss = model.loss(x)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            times.append(time.perf_counter() - started)
-        _STEP_SECONDS[architecture, str(device)] = min(times[1:])
-    return _STEP_SECONDS[architecture, str(device)]
-
 
 def training_estimate(image_count, architecture, passes=1, device=None):
     """(epochs, steps per epoch, seconds) of training `image_count` images with `passes` times the
@@ -384,3 +370,30 @@ def training_estimate(image_count, architecture, passes=1, device=None):
     epochs = default_epochs(steps, cfg.min_steps) * passes
     step = seconds_per_step(architecture, device or pick_device())
     return epochs, steps, epochs * (steps * step + EPOCH_OVERHEAD_SECONDS)
+
+
+def budget_epochs(run):
+    """cfg.minutes as epochs of this run, from its own step timed here; rank 0's count on every rank."""
+    step = seconds_per_run_step(run)
+    epochs = epochs_within(run.cfg.minutes, run.steps_per_epoch, math.ceil(len(run.holdout_idx) / run.batch_size),
+                           step)
+    if run.world > 1:
+        count = torch.tensor([epochs], device=run.device if run.device.type == "cuda" else "cpu")
+        dist.broadcast(count, src=0)
+        epochs = int(count.item())
+    if run.rank == 0:
+        tqdm.write(f"--minutes {run.cfg.minutes:g}: a step takes {step:.3g} s here, so {epochs} epoch(s) "
+                   f"of {run.steps_per_epoch} steps")
+    return epochs
+
+
+def seconds_per_run_step(run):
+    """One training step of this run (its model, batch and device), on copies of the model and
+    optimizer under a forked random stream: the run then trains exactly as it would untimed."""
+    model = copy.deepcopy(run.model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run.cfg.lr, weight_decay=run.cfg.weight_decay)
+    trial = SimpleNamespace(**{**vars(run), "model": model, "objective": Objective(model), "optimizer": optimizer,
+                               "scaler": torch.amp.GradScaler("cuda", enabled=run.scaler.is_enabled())})
+    batch = run.images[run.train_idx[:run.batch_size]]
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+        return seconds_per_call(lambda: train_step(trial, batch))

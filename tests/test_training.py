@@ -242,3 +242,54 @@ def test_images_of_mixed_sizes_in_one_array_are_refused_with_a_way_out(tmp_path)
     np.save(tmp_path / "ragged.npy", ragged, allow_pickle=True)
     with pytest.raises(InputError, match="mixed sizes.*folder of image files"):
         train(TrainConfig(arch="fcn", data=str(tmp_path / "ragged.npy"), out=str(tmp_path / "model")))
+
+
+def test_a_time_budget_is_timed_without_changing_the_run_it_chooses(data_files, tmp_path):
+    """The steps timed for --minutes run on copies: the run is the one its chosen epochs give."""
+    train(train_config(data_files, tmp_path / "budget", epochs=None, minutes=1e-4))  # too short for any step
+    training = json.loads((tmp_path / "budget" / "training.json").read_text())
+    assert training["config"]["epochs"] == 1 and training["epochs_done"] == 1  # never less than one epoch
+    train(train_config(data_files, tmp_path / "epochs", epochs=1))
+    timed, plain = (load_model(tmp_path / name).state_dict() for name in ("budget", "epochs"))
+    for name, tensor in plain.items():
+        torch.testing.assert_close(timed[name], tensor, msg=name)
+
+
+def test_a_larger_budget_buys_more_steps_and_a_resume_keeps_the_epochs_chosen(data_files, tmp_path, monkeypatch):
+    monkeypatch.setattr(ad.training, "seconds_per_run_step", lambda run: 0.5)
+    # 300 images to train on in 9 steps of 32, 100 held out (4 batches): (9 + 4) * 0.5 s + 0.2 s an epoch
+    steps = []
+    for minutes in (0.05, 0.5):
+        train(train_config(data_files, tmp_path / f"{minutes}", epochs=None, minutes=minutes))
+        training = json.loads((tmp_path / f"{minutes}" / "training.json").read_text())
+        steps.append(training["config"]["epochs"] * 9)
+        assert training["config"]["minutes"] == minutes and training["epochs_done"] == training["config"]["epochs"]
+    assert steps == [9, 4 * 9]  # 3 s: one epoch, 30 s: four
+
+    real_save, saves = ad.checkpoint.save, []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(ad.checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(train_config(data_files, tmp_path / "resumed", epochs=None, minutes=0.5))
+    monkeypatch.setattr(ad.checkpoint, "save", real_save)
+    monkeypatch.setattr(ad.training, "seconds_per_run_step", lambda run: pytest.fail("a resume re-timed"))
+    train(TrainConfig(out=str(tmp_path / "resumed"), resume=True))
+    training = json.loads((tmp_path / "resumed" / "training.json").read_text())
+    assert training["finished"] and training["config"]["epochs"] == training["epochs_done"] == 4
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--minutes", "2", "--epochs", "3"], "give --minutes or --epochs, not both"),
+    (["--minutes", "0"], "more than 0 minutes"),
+])
+def test_a_budget_that_cannot_be_met_is_refused(flags, message, data_files, tmp_path, capsys):
+    from ad.cli import main
+    with pytest.raises(SystemExit) as exit:
+        main(["train", "--data", str(data_files / "trainingset.npy"), "--out", str(tmp_path / "model"), *flags])
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()

@@ -1,0 +1,49 @@
+"""How long training takes on this machine: training steps timed here, and the epochs a time budget buys."""
+
+import time
+
+import numpy as np
+import torch
+
+from ad.models import create_model
+
+EPOCH_OVERHEAD_SECONDS = 0.2  # each epoch ends by calibrating and writing the checkpoint
+_STEP_SECONDS = {}  # (architecture, device) -> seconds per training step, measured here once
+
+
+def seconds_per_call(step, repeats=3):
+    """Seconds of one call of `step` (it returns a tensor, read back so that a GPU has finished): the
+    first call warms up, the median of the next `repeats` counts."""
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        step().item()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times[1:]))
+
+
+def seconds_per_step(architecture, device, batch_size=128):
+    """One training step of the architecture's default size on `device`, on random images (the
+    train.py default batch)."""
+    if (architecture, str(device)) not in _STEP_SECONDS:
+        model = create_model(architecture).to(device)
+        optimizer = torch.optim.AdamW(model.parameters())
+        images = np.random.default_rng(0).integers(0, 256, (batch_size, 64, 64, 3), dtype=np.uint8)
+        x = model.preprocess(images)
+
+        def step():
+            loss = model.loss(x)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss.detach()
+        _STEP_SECONDS[architecture, str(device)] = seconds_per_call(step)
+    return _STEP_SECONDS[architecture, str(device)]
+
+
+def epochs_within(minutes, steps_per_epoch, held_out_batches, step_seconds):
+    """The epochs that fit in `minutes`: each is its steps plus its end (the held-out images scored
+    twice, for the loss and the calibration: about one step per batch of them; the checkpoint).
+    Never fewer than one."""
+    epoch = (steps_per_epoch + held_out_batches) * step_seconds + EPOCH_OVERHEAD_SECONDS
+    return max(1, int(minutes * 60 / epoch))
