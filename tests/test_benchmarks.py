@@ -1,6 +1,7 @@
 """The benchmark scripts' own logic, and the shipped face checkpoints still at their figures."""
 
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from ad import checkpoint
 from ad.data import load_test_set
 from ad.evaluation import auc_by_source
 from ad.scoring import anomaly_scores
-from benchmarks import blots, oneclass
+from benchmarks import blots, oneclass, oneclass_data
 from benchmarks.benchmark import FACES_DEV_SOURCES, format_rows, shuffled_faces
 from benchmarks.readme import replace_section
 from benchmarks.speed import FULL_HW8_TEST_SET
@@ -93,6 +94,62 @@ def test_the_one_class_protocol_on_a_tiny_slice(tmp_path):
     table = oneclass.format_table({"tiny": row})
     assert "(0." in table and "1 classes)" in table  # an incomplete row is never shown as a mean
     assert "published: GEOM" in table.splitlines()[-1]
+
+
+def colour32(images):
+    return np.stack([np.asarray(Image.fromarray(x).resize((32, 32))) for x in images])
+
+
+def write_cifar100(folder, train_x, train_y, test_x, test_y):
+    """The four arrays make_cifar100.py writes."""
+    folder.mkdir(exist_ok=True)
+    for name, array in zip(oneclass_data.CIFAR100_FILES, (train_x, train_y, test_x, test_y)):
+        np.save(folder / name, array)
+    return folder
+
+
+def test_the_cifar100_superclass_protocol_on_a_tiny_made_set(tmp_path):
+    """Two superclasses of made 32x32 colour photos: superclass 7 trained alone, tested against 12."""
+    train_x = colour32(np.concatenate([make_images(200, "normal"), make_images(200, "anomaly")]))
+    test_x = colour32(np.concatenate([make_images(30, "anomaly", seed=5), make_images(30, "normal", seed=5)]))
+    train_y, test_y = np.repeat([7, 12], 200).astype(np.uint8), np.repeat([12, 7], 30).astype(np.uint8)
+    data = oneclass_data.load_cifar100(write_cifar100(tmp_path / "cifar100", train_x, train_y, test_x, test_y))
+    cifar100 = oneclass_data.DATASETS["cifar100"]
+    row = oneclass.run_row({"arch": "geo", "model": small("geo"), "epochs": 8, "batch_size": 32,
+                            "warmup_steps": 5}, [7], *data, names=cifar100.classes)
+    assert row["per_class"]["7"] > 0.8 and row["mean"] == row["per_class"]["7"]
+    lines = oneclass.format_table({"tiny": row}, cifar100).splitlines()
+    assert "7 insects" in lines[0] and "19 vehicles 2" in lines[0] and len(lines[0].split(" | ")) == 23
+    assert "(0." in lines[2] and "1 classes)" in lines[2] and lines[2].split(" | ")[2 + 7] != "-"
+    assert [line.split(" | ")[1] for line in lines[3:]] == ["0.787", "0.896"]  # GEOM, then CSI
+    table, footnote = oneclass.readme_section("cifar100", {})
+    assert table.startswith("(not yet measured") and "not checked against the papers' tables" in footnote
+
+
+@pytest.mark.parametrize("data", [None, "missing"])
+def test_the_cifar100_benchmark_exits_saying_how_to_build_the_data_when_it_is_absent(data, tmp_path, capsys):
+    before = oneclass.RESULTS.read_bytes() if oneclass.RESULTS.exists() else None
+    with pytest.raises(SystemExit, match="make_cifar100.py from the CIFAR-100 PNG repository"):
+        oneclass.main(["--dataset", "cifar100", *(["--data", str(tmp_path / data)] if data else [])])
+    assert (oneclass.RESULTS.read_bytes() if oneclass.RESULTS.exists() else None) == before
+
+
+def test_cifar100_arrays_of_the_wrong_shape_are_named(tmp_path):
+    images, labels = np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.uint8)
+    write_cifar100(tmp_path, images[:, :16], labels, images, labels)
+    with pytest.raises(SystemExit, match=r"cifar100_train_x.npy: .*expected \(N, 32, 32, 3\) uint8"):
+        oneclass_data.load_cifar100(tmp_path)
+    write_cifar100(tmp_path, images, labels, images, labels + 20)
+    with pytest.raises(SystemExit, match="cifar100_test_coarse.npy: .*from 0 to 19"):
+        oneclass_data.load_cifar100(tmp_path)
+
+
+def test_results_of_the_first_layout_read_as_fashion_mnist_rows(tmp_path):
+    row = {"per_class": {"0": 0.9}, "mean": 0.9, "minutes_per_class": 1.0, "options": {}}
+    (tmp_path / "flat.json").write_text(json.dumps({"recommended (train.py defaults)": row}))
+    assert oneclass.read_results(tmp_path / "flat.json") == {"fashion-mnist": {"recommended (train.py defaults)": row}}
+    (tmp_path / "by_set.json").write_text(json.dumps({"cifar100": {"fcn": row}}))
+    assert oneclass.read_results(tmp_path / "by_set.json") == {"cifar100": {"fcn": row}}
 
 
 def test_blots_are_painted_where_their_masks_say_and_a_trained_autoencoder_points_at_them(trained, normal_images):
