@@ -12,7 +12,7 @@ from conftest import small
 
 
 def test_registry_lists_the_homework_architectures_first():
-    assert list_models() == ["fcn", "cnn", "vae", "resnet", "multi", "geo"]
+    assert list_models() == ["fcn", "cnn", "vae", "resnet", "multi", "geo", "seg"]
 
 
 def test_unknown_architecture_is_named_in_the_error():
