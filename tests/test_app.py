@@ -19,12 +19,12 @@ from PIL import Image
 from ad import list_models
 from ad.cli import main
 from ad.scoring import verdict
-from ad.ui.render import DISPLAY_SIZE, SHEET_CELL
+from ad.ui.render import DISPLAY_SIZE, REGION_COLOUR, SHEET_CELL
 from ad.ui.stored_run import BEST_F1, GALLERY_SIZE, PERCENTILE
 from ad.ui.tabs import build_demo
 from ad.ui.texts import ENSEMBLE, NO_VERDICT
 from ad.ui.zoo import load_zoo, model_sources
-from conftest import EXAMPLES, ROOT, SAMPLE_TESTSET
+from conftest import EXAMPLES, ROOT, SAMPLE_TESTSET, add_flaws, make_images, train_config, write_mvtec
 
 NORMAL, CIFAR = "normal_celeba", "anomaly_cifar10"
 
@@ -114,7 +114,7 @@ def evaluate(client, *test_set, models, mode=PERCENTILE, percentile=99.0):
     """The Evaluate tab's outputs by label: what a visitor sees after pressing Evaluate."""
     outputs = client.predict(*test_set, models, mode, percentile, api_name="/evaluate")
     names = ["overview", "ranking", "curves", "agreement", "inspected", "at_threshold", "confusion", "histograms",
-             "flagged", "false_positives", "false_negatives", "ranked", "files"]
+             "flagged", "false_positives", "false_negatives", "ranked", "files", "defects"]
     return dict(zip(names, outputs))
 
 
@@ -190,6 +190,91 @@ def test_evaluate_reports_mismatched_labels(client, tmp_path):
     with pytest.raises(AppError, match="5 labels for 240 images"):
         evaluate(client, "upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")),
                  handle_file(str(tmp_path / "short.npy")), None, models=["fcn"])
+
+
+def mvtec_zip(folder, masks=True, top="parts/", drop=None):
+    """12 normal discs and 12 with a painted flaw in MVTec AD's layout (test/good, test/patch,
+    ground_truth/patch/<name>_mask.png), zipped inside one folder as a visitor would; `drop`: a file
+    left out. Returns (the zip, the test/ folder it was made of)."""
+    flawed, flaws = add_flaws(make_images(12, "normal", seed=6), seed=6)
+    test = write_mvtec(folder / "parts", make_images(12, "normal", seed=5), flawed, flaws)
+    files = sorted(p for p in test.parent.rglob("*.png") if masks or "ground_truth" not in p.parts)
+    with zipfile.ZipFile(folder / "parts.zip", "w") as archive:
+        archive.writestr("parts/train/good/000.png", (test / "good" / "000.png").read_bytes())  # never a test image
+        for file in files:
+            if file.relative_to(test.parent).as_posix() != drop:
+                archive.write(file, top + file.relative_to(test.parent).as_posix())
+    return folder / "parts.zip", test
+
+
+def test_evaluate_a_zip_with_masks_shows_pixel_metrics_and_the_heat_maps_against_the_defects(client, tmp_path):
+    from gradio_client import handle_file
+    shown = evaluate(client, "upload", handle_file(str(mvtec_zip(tmp_path)[0])), None, None, models=["fcn"])
+    assert "12 normal, 12 anomalous (patch: 12)" in shown["overview"]  # train/good left out
+    rows = table(shown["ranking"])
+    assert [row["images"] for row in rows] == ["all", "normal vs patch"]
+    assert all(0 <= row[column] <= 1 for row in rows for column in ("pixel ROC-AUC", "pixel AUPRO"))
+    defects = value(shown["defects"])
+    assert shown["defects"]["visible"] is True and len(defects) == 12  # every anomalous image, worst found first
+    found = [float(item["caption"].rsplit("pixel ROC-AUC ", 1)[1]) for item in defects]
+    assert found == sorted(found) and all(item["caption"].startswith("patch/") for item in defects)
+    with Image.open(defects[0]["image"]) as picture:
+        assert picture.size == (DISPLAY_SIZE, DISPLAY_SIZE)
+
+
+def test_evaluate_a_zip_without_masks_as_before_and_a_bad_mask_set_by_its_files_names(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    plain, _ = mvtec_zip(tmp_path / "plain", masks=False, top="")
+    shown = evaluate(client, "upload", handle_file(str(plain)), None, None, models=["fcn"])
+    assert "pixel ROC-AUC" not in value(shown["ranking"])["headers"] and shown["defects"]["visible"] is False
+    assert [row["images"] for row in table(shown["ranking"])] == ["all", "normal vs patch"]
+    for drop, message in (("ground_truth/patch/003_mask.png", "patch/003.png: an anomalous image without a mask; "
+                           "expected parts.zip/parts/ground_truth/patch/003.png or "
+                           "parts.zip/parts/ground_truth/patch/003_mask.png"),
+                          ("test/patch/005.png", "parts.zip/parts/ground_truth: 1 mask files match no test image "
+                           "(patch/005_mask.png)")):
+        broken, _ = mvtec_zip(tmp_path / drop.replace("/", "-"), drop=drop)
+        with pytest.raises(AppError) as refused:
+            evaluate(client, "upload", handle_file(str(broken)), None, None, models=["fcn"])
+        assert message in str(refused.value) and "/tmp" not in str(refused.value)
+
+
+def test_evaluate_reads_the_set_at_each_models_input_format_and_the_threshold_calls_no_model(
+        trained, data_files, tmp_path, capsys, monkeypatch):
+    import gradio as gr
+
+    from ad.training import train
+    shutil.copytree(trained("fcn"), tmp_path / "zoo" / "fcn")  # 64 px, the centre square
+    train(train_config(data_files, tmp_path / "zoo" / "whole", "fcn", epochs=2, image_size=32, fit="whole"))
+    handlers = build_demo(load_zoo(model_sources(tmp_path / "zoo", hub_ids=""))).handlers
+    ui, (upload, test) = handlers.page.evaluate, mvtec_zip(tmp_path)
+    shown = handlers.evaluate("upload", str(upload), None, None, ["fcn", "whole"], progress=lambda *a, **k: None)
+    run = handlers.evaluations.get(shown[ui.run])
+    assert [run.images(name).shape[1:] + run.test_sets[name].masks.shape[1:] for name in ("fcn", "whole")] == [
+        (64, 64, 3, 64, 64), (32, 32, 3, 32, 32)]
+    ranking = shown[ui.ranking].value
+    column = ranking["headers"].index("pixel ROC-AUC")
+    capsys.readouterr()  # training's lines
+    main(["evaluate", "--checkpoint", str(tmp_path / "zoo" / "fcn"), "--images", str(test), "--json"])
+    expected = json.loads(capsys.readouterr().out)["fcn"]["pixel_roc_auc"]["overall"]
+    assert ranking["data"][0][:2] == ["fcn", "all"] and ranking["data"][0][column] == pytest.approx(expected, abs=1e-4)
+    pictures = run.defect_pictures("whole")
+    assert len(pictures) == 12 and all(picture.shape == (DISPLAY_SIZE, DISPLAY_SIZE, 3) for picture, _ in pictures)
+    assert all((picture == REGION_COLOUR).all(axis=-1).any() for picture, _ in pictures)  # the true defect outlined
+    assert all(m.dtype == np.float16 for _, _, m in run.defects["whole"])  # only the shown maps kept, small
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was called")
+    monkeypatch.setattr("ad.ui.stored_run.explain_all", no_model)
+    monkeypatch.setattr("ad.ui.stored_run.anomaly_scores", no_model)
+    for model in run.models.values():
+        monkeypatch.setattr(model, "explain", no_model)
+        monkeypatch.setattr(model, "score", no_model)
+    moved = handlers.at_threshold(shown[ui.run], PERCENTILE, 90.0, "whole")
+    assert len(moved[ui.flagged]) == GALLERY_SIZE
+    gallery = handlers.defect_gallery(shown[ui.run], "whole")
+    assert isinstance(gallery, gr.Gallery) and len(gallery.value) == 12 and "by whole" in gallery.label
 
 
 def test_a_file_that_is_not_an_image_gets_a_clear_message(client, tmp_path):
@@ -371,9 +456,9 @@ def test_browser_switching_model_answers_again_and_a_bad_file_clears_the_old_ver
 def test_browser_threshold_moves_the_figures_without_scoring_again(app_url, monkeypatch):
     from playwright.sync_api import expect
 
-    import ad.ui.handlers
-    calls, real = [], ad.ui.handlers.anomaly_scores
-    monkeypatch.setattr(ad.ui.handlers, "anomaly_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
+    import ad.ui.stored_run
+    calls, real = [], ad.ui.stored_run.anomaly_scores  # where the Evaluate tab scores
+    monkeypatch.setattr(ad.ui.stored_run, "anomaly_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
     with browser_page(app_url) as page:
         page.get_by_role("tab", name="Evaluate").click()
         page.get_by_role("radio", name="upload").check()

@@ -130,17 +130,7 @@ def load_zip(path, skipped=None, size=IMAGE_SIZE, fit=CENTRE, normal_only=False)
     except (zipfile.BadZipFile, OSError) as e:
         raise InputError(f"{path}: not a readable zip file ({e})") from None
     with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise InputError(f"{path}: {len(members)} files; at most {MAX_ZIP_MEMBERS} are accepted")
-        total = sum(m.file_size for m in members)
-        if total > MAX_ZIP_BYTES:
-            raise InputError(f"{path}: unpacks to {_megabytes(total)}; at most "
-                             f"{_megabytes(MAX_ZIP_BYTES)} is accepted")
-        for m in members:
-            parts = Path(m.filename.replace("\\", "/")).parts
-            if m.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                raise InputError(f"{path}: member '{m.filename}' has an absolute or '..' path; refused")
+        members = safe_members(archive, path)
         images = sorted((m for m in members if Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
                          and not Path(m.filename).name.startswith(".")), key=lambda m: m.filename)
         if not images:
@@ -150,6 +140,22 @@ def load_zip(path, skipped=None, size=IMAGE_SIZE, fit=CENTRE, normal_only=False)
             images = normal
         return _read_all([(m.filename, lambda m=m: _read_member(archive, m, path)) for m in images],
                          path, skipped, size, fit)
+
+
+def safe_members(archive, path):
+    """The zip's files, refusing an archive too large to read or with a member outside it."""
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise InputError(f"{path}: {len(members)} files; at most {MAX_ZIP_MEMBERS} are accepted")
+    total = sum(m.file_size for m in members)
+    if total > MAX_ZIP_BYTES:
+        raise InputError(f"{path}: unpacks to {_megabytes(total)}; at most "
+                         f"{_megabytes(MAX_ZIP_BYTES)} is accepted")
+    for m in members:
+        parts = Path(m.filename.replace("\\", "/")).parts
+        if m.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise InputError(f"{path}: member '{m.filename}' has an absolute or '..' path; refused")
+    return members
 
 
 def _megabytes(size):

@@ -1,14 +1,18 @@
-"""Ground-truth defect masks: one per test image, read from MVTec AD's ground_truth/ folder, and fitted
-to the model's square input as the images are."""
+"""Ground-truth defect masks: one per test image, read from MVTec AD's ground_truth/ folder (or a zip
+in its layout), and fitted to the model's square input as the images are."""
 
+import contextlib
+import tempfile
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ad.data.arrays import FITS, MAX_PIXELS, fit_square
-from ad.data.images import IMAGE_SUFFIXES
+from ad.data.images import IMAGE_SUFFIXES, safe_members
 from ad.errors import InputError
 
 MASK_SUFFIXES = ("", "_mask")  # <name>.png, and MVTec AD's <name>_mask.png
@@ -114,3 +118,62 @@ def fit_mask(mask, size, fit):
     image = fit_square(Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255, "L"), size, fit,
                        Image.Resampling.BILINEAR)
     return np.asarray(image) > 127
+
+
+@contextlib.contextmanager
+def mvtec_test_folder(path):
+    """A zip in MVTec AD's layout (test/<kind>/<name>, and ground_truth/<kind>/ when it has masks, at
+    its top or inside one folder) unpacked into a private folder while it is read: its test/ folder,
+    the masks beside it where find_masks_folder looks. Its train/ is left out. Any other file comes
+    back as it is. Messages name the files as the zip names them, never the private folder."""
+    prefix = _mvtec_prefix(path)
+    if prefix is None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="ad-mvtec-") as scratch:
+        try:
+            _unpack(path, prefix, Path(scratch))
+            yield Path(scratch, prefix, "test")
+        except InputError as e:
+            raise InputError(str(e).replace(scratch, Path(path).name)) from None
+
+
+MVTEC_FOLDERS = ("test", "ground_truth")  # what a test set reads of an MVTec AD-style zip
+
+
+def _mvtec_prefix(path):
+    """'' or 'folder/': where a zip keeps MVTec AD's test/<kind>/ folders; None for any other file
+    (load_zip then reads it, and says what is wrong with a bad one)."""
+    if Path(path).suffix.lower() != ".zip":
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [m.filename.replace("\\", "/") for m in safe_members(archive, path)]
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+    def holds_test(prefix):
+        return any(n.startswith(prefix + "test/") and n.count("/") >= prefix.count("/") + 2 for n in names)
+    if holds_test(""):
+        return ""
+    folders = [top + "/" for top in sorted({n.split("/")[0] for n in names if "/" in n}) if holds_test(top + "/")]
+    return folders[0] if len(folders) == 1 else None  # several test sets in one zip: read as any zip
+
+
+def _unpack(path, prefix, folder):
+    """The test images and masks of the zip (member paths already refused by safe_members when unsafe)."""
+    with zipfile.ZipFile(path) as archive:
+        for member in safe_members(archive, path):
+            name = member.filename.replace("\\", "/")
+            inside = name[len(prefix):].split("/")
+            if (not name.startswith(prefix) or inside[0] not in MVTEC_FOLDERS or len(inside) < 2
+                    or Path(name).suffix.lower() not in IMAGE_SUFFIXES or Path(name).name.startswith(".")):
+                continue
+            target = folder / name
+            if not target.resolve().is_relative_to(folder.resolve()):
+                raise InputError(f"{path}: member '{member.filename}' lies outside the zip; refused")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.write_bytes(archive.read(member))  # the declared size, then the CRC, checked
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+                raise InputError(f"{path}: member '{member.filename}' is corrupt ({e})") from None

@@ -107,6 +107,8 @@ def evaluate_events(handlers, page):
                   [ui.run, ui.mode, ui.percentile, ui.inspected], ui.moving, api_name="at_threshold", **PAGE_ONLY,
                   **QUIET)
     recover(moved, ui.moving, "at_threshold")
+    recover(ui.inspected.input(handlers.defect_gallery, [ui.run, ui.inspected], ui.defects, api_name="defect_gallery",
+                               **PAGE_ONLY), [ui.defects], "defect_gallery")
     recover(gr.on([ui.mode.change, ui.percentile.release], handlers.downloads, [ui.run, ui.mode, ui.percentile],
                   ui.files, api_name="downloads", trigger_mode="always_last", **PAGE_ONLY), [ui.files], "downloads")
     detect = page.detect

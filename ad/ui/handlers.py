@@ -5,7 +5,6 @@ the page's (`Handlers.page`, laid out by ad.ui.tabs, wired by ad.ui.events)."""
 
 import functools
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -16,13 +15,13 @@ import torch
 from ad import checkpoint
 from ad.device import pick_device
 from ad.errors import InputError
-from ad.scoring import anomaly_scores, detect, verdict
+from ad.scoring import detect, verdict
 from ad.training import train_config, training_estimate
 from ad.ui import render, texts, uploads
 from ad.ui.errors import user_errors
 from ad.ui.lru import LRU
 from ad.ui.sessions import LoadedModels, Sessions, model_folder, training_epochs
-from ad.ui.stored_run import PERCENTILE, EvaluationRun
+from ad.ui.stored_run import PERCENTILE, score_models
 from ad.ui.uploads import names_image_formats, read_upload
 
 MAX_LATENT_SLIDERS = 16
@@ -205,20 +204,11 @@ class Handlers:
             raise InputError("pick at least one model to evaluate")
         if dataset == "bundled sample":
             images_file, labels_file, sources_file = uploads.sample_files(self.sample_testset)
-        test_set = uploads.uploaded_test_set(images_file, labels_file, sources_file)
         models = {name: self.model(name, session) for name in model_names}
-        scores, started = {}, time.perf_counter()
-        for i, (name, model) in enumerate(models.items()):
-            def report(fraction, i=i, name=name):
-                done = (i + fraction) / len(models)
-                left = (time.perf_counter() - started) * (1 - done) / max(done, 1e-9)
-                progress(done, desc=f"scoring {texts.plural(len(test_set.images), 'image')} with {name} "
-                         f"({i + 1} of {len(models)}), about {left:.0f} s left")
-            scores[name] = anomaly_scores(model, test_set.images, progress=report)
-        run, ui, first = EvaluationRun(test_set, models, scores), self.page.evaluate, next(iter(models))
-        key = uuid.uuid4().hex  # the page holds a key: runs live on the server
-        self.evaluations.put(key, run)
-        return {ui.run: key, ui.overview: run.overview(),
+        run = score_models(models, uploads.uploaded_test_sets(images_file, labels_file, sources_file, models), progress)
+        ui, first, key = self.page.evaluate, next(iter(models)), uuid.uuid4().hex  # the page holds a key
+        self.evaluations.put(key, run)  # runs live on the server
+        return {ui.run: key, ui.overview: run.overview(), ui.defects: self.defect_gallery(key, first),
                 ui.ranking: gr.Dataframe(run.ranking_table(), visible=run.labelled),
                 ui.curves: gr.Plot(render.curves_figure(run.curves()) if run.labelled else None, visible=run.labelled),
                 ui.agreement: gr.Dataframe(run.agreement_table(), visible=len(models) > 1),
@@ -245,7 +235,7 @@ class Handlers:
                                                                                       thresholds[inspected])
 
         def gallery(shown):
-            return [(render.upscale(np.asarray(run.test_set.images[i])), caption) for i, caption in shown]
+            return [(render.upscale(np.asarray(run.images(inspected)[i])), caption) for i, caption in shown]
         # plain values where nothing else changes: an update (gr.Plot(...)) would encode the figure twice
         return {ui.at_threshold: run.threshold_table(thresholds),
                 ui.confusion: gr.Dataframe(run.confusion_table(inspected, thresholds[inspected]), visible=run.labelled),
@@ -258,6 +248,15 @@ class Handlers:
                 ui.ranked: run.image_table(inspected, thresholds[inspected]),
                 ui.shown: {"flagged": [i for i, _ in flagged], "false_positives": [i for i, _ in false_positives],
                            "false_negatives": [i for i, _ in false_negatives], "model": inspected}}
+
+    @user_errors
+    def defect_gallery(self, key, inspected):
+        """The inspected model's heat maps against the true defects (a test set with masks): stored, no model call."""
+        if key is None:
+            return gr.skip()
+        run = self._run(key)
+        inspected = inspected if inspected in run.scores else next(iter(run.scores))
+        return gr.Gallery(run.defect_pictures(inspected), visible=run.has_masks, label=texts.defects_label(inspected))
 
     @user_errors
     def downloads(self, key, mode, threshold_percentile):
@@ -274,7 +273,7 @@ class Handlers:
         threshold (best F1's as its percentile); the old details go, lest the slider rejudge them."""
         run, page, name = self._run(key), self.page, shown["model"]
         index = shown[gallery][event.index]
-        path = uploads.save_picture(run.test_set.images[index], "ad-open-", Path(run.test_set.names[index]).stem)
+        path = uploads.save_picture(run.images(name)[index], "ad-open-", Path(run.test_set.names[index]).stem)
         threshold = run.thresholds(mode, threshold_percentile)[name]
         percentile = min(99.9, round(float(run.models[name].percentile(threshold)), 1))
         return {page.detect.image: path, page.detect.model: name, page.detect.details: None,

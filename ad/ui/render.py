@@ -67,6 +67,13 @@ def outlined(picture, region):
     return drawn
 
 
+def defect_picture(image, pixels, full_scale, mask):
+    """An image (S, S, 3) under its heat map (pixels (S, S) in the model's unit, drawn on its fixed
+    scale), with the true defect (mask (S, S) bool) outlined."""
+    heat = np.clip(np.nan_to_num(np.asarray(pixels, dtype=np.float32) / full_scale, posinf=1), 0, 1)
+    return outlined(overlay(upscale(np.asarray(image)), heat_map(heat)), mask)
+
+
 def region_sentence(region, threshold_percentile):
     """What the outline on the overlay means, in one line."""
     if region is None:

@@ -5,38 +5,57 @@ Everything here is computed from the stored scores, so moving the threshold neve
 
 import functools
 import re
+import time
 import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from ad.evaluation import (METRICS, at_threshold, best_f1_threshold, details_csv, errors_at, metrics_by_source,
                            precision_recall_points, rank_average, rank_correlations, roc_points,
-                           submission_csv, verdicts_at)
+                           submission_csv, test_metrics, verdicts_at)
 from ad.errors import InputError
 from ad.files import write_text
-from ad.ui.render import percent
+from ad.scoring import anomaly_scores, explain_all
+from ad.ui.render import defect_picture, percent
 from ad.ui.texts import plural
 
 PERCENTILE, BEST_F1 = "percentile of normal scores", "best F1 on these labels"
 GALLERY_SIZE = 24  # images per gallery, worst first
 TABLE_ROWS = 1000  # the per-image table shows the most anomalous; the CSVs hold every image
-METRIC_COLUMNS = {key: metric.column for key, metric in METRICS.items()}
+EXPLAINED_AT_ONCE = 64  # images explained between two moves of the progress bar
 
 
 @dataclass
 class EvaluationRun:
-    test_set: object  # ad.data.TestSet; labels may be None
+    test_sets: dict  # name -> ad.data.TestSet read at that model's input format; labels may be None
     models: dict  # name -> calibrated model
     scores: dict  # name -> scores (N,)
+    pixel_metrics: dict = field(default_factory=dict)  # name -> pixel metrics by kind, with defect masks
+    defects: dict = field(default_factory=dict)  # name -> (index, pixel ROC-AUC, float16 map), worst found first
     percentiles: dict = field(init=False)  # name -> share of held-out normal images scoring lower
-    metrics: dict = field(init=False)  # name -> metrics_by_source, when labelled
+    metrics: dict = field(init=False)  # name -> metrics_by_source (and pixel_metrics), when labelled
 
     def __post_init__(self):
         self.percentiles = {name: np.asarray(self.models[name].percentile(s)) for name, s in self.scores.items()}
         self.metrics = ({name: metrics_by_source(self.test_set.labels, s, self.test_set.sources)
-                         for name, s in self.scores.items()} if self.labelled else {})
+                         | self.pixel_metrics.get(name, {}) for name, s in self.scores.items()}
+                        if self.labelled else {})
+
+    @property
+    def test_set(self):
+        """The first model's test set: the labels, names and kinds, the same at every input format."""
+        return next(iter(self.test_sets.values()))
+
+    @property
+    def has_masks(self):
+        return bool(self.defects)
+
+    def images(self, name):
+        """The test images as the model `name` read them."""
+        return self.test_sets[name].images
 
     @property
     def labelled(self):
@@ -84,14 +103,16 @@ class EvaluationRun:
                        f"best single model ({best}, {self.metrics[best]['roc_auc']['overall']:.4f}).")
 
     def ranking_table(self):
-        """Per model (and the ensemble when it helps), overall and per kind of anomaly."""
+        """Per model (and the ensemble when it helps), overall and per kind of anomaly; the pixel
+        metrics' columns only for a set with defect masks."""
         rows = dict(self.metrics)
         if (ensemble := self.ensemble) is not None:
             rows["ensemble (mean rank)"] = ensemble[0]
+        keys = [key for key in METRICS if any(key in metrics for metrics in rows.values())]
         table = [[name, "all" if subset == "overall" else f"normal vs {subset}"]
-                 + [round(metrics[key][subset], 4) for key in METRIC_COLUMNS]
+                 + [_rounded(metrics.get(key, {}).get(subset)) for key in keys]
                  for name, metrics in rows.items() for subset in metrics["roc_auc"]]
-        return pd.DataFrame(table, columns=["model", "images", *METRIC_COLUMNS.values()])
+        return pd.DataFrame(table, columns=["model", "images", *(METRICS[key].column for key in keys)])
 
     def curves(self):
         labels = self.test_set.labels
@@ -153,6 +174,17 @@ class EvaluationRun:
         shown = [[(int(i), self.caption(name, i)) for i in indices[:GALLERY_SIZE]] for indices in (most, *errors)]
         return shown, [len(indices) for indices in errors]
 
+    def defect_pictures(self, name):
+        """(picture, caption) per anomalous image shown: the model's heat map over it, the true
+        defect outlined; the images whose defect stands out least from their other pixels first."""
+        test_set, full_scale = self.test_sets[name], self.models[name].heat_full_scale
+        shown = []
+        for index, found, pixels in self.defects.get(name, []):
+            kind = f", {self.test_set.sources[index]}" if self.test_set.sources is not None else ""
+            caption = f"{self.test_set.names[index]}{kind}: pixel ROC-AUC {found:.3f}"
+            shown.append((defect_picture(test_set.images[index], pixels, full_scale, test_set.masks[index]), caption))
+        return shown
+
     def image_table(self, name, threshold):
         scores, order = self.scores[name], np.argsort(-self.scores[name], kind="stable")[:TABLE_ROWS]
         table = pd.DataFrame({"file": [self.test_set.names[i] for i in order], "score": scores[order].round(5),
@@ -179,3 +211,61 @@ class EvaluationRun:
             for path in files:
                 archive.write(path, path.name)
         return [str(bundle)] + [str(path) for path in files]
+
+
+def _rounded(value):
+    return None if value is None else round(value, 4)
+
+
+def score_models(models, test_sets, progress):
+    """The run of every model on its test set (`test_sets`: name -> TestSet at its input format): the
+    scores, and with defect masks the pixel metrics and the images whose defect it found least.
+    `progress(fraction, desc=...)` as the scoring goes (the app's gr.Progress)."""
+    scores, pixel_metrics, defects, started = {}, {}, {}, time.perf_counter()
+    for i, (name, model) in enumerate(models.items()):
+        test_set = test_sets[name]
+
+        def report(fraction, i=i, name=name, count=len(test_set.images)):
+            done = (i + fraction) / len(models)
+            left = (time.perf_counter() - started) * (1 - done) / max(done, 1e-9)
+            progress(done, desc=f"scoring {plural(count, 'image')} with {name} ({i + 1} of {len(models)}), "
+                     f"about {left:.0f} s left")
+        if test_set.masks is None or test_set.labels is None:
+            scores[name] = anomaly_scores(model, test_set.images, progress=report)
+            continue
+        scores[name], maps = _explained(model, test_set.images, report)
+        pixel_metrics[name] = {key: values for key, values in test_metrics(test_set, scores[name], maps).items()
+                               if key in METRICS and METRICS[key].needs_masks}
+        defects[name] = worst_found(test_set, maps)  # the rest of the maps goes: a run is kept in memory
+    return EvaluationRun(test_sets, models, scores, pixel_metrics, defects)
+
+
+def _explained(model, images, report):
+    """(scores, pixel maps float32 (N, S, S)) of ad.scoring.explain_all, a few images at a time for the progress bar."""
+    scores, maps = [], []
+    for start in range(0, len(images), EXPLAINED_AT_ONCE):
+        batch_scores, batch_maps, _ = explain_all(model, images[start:start + EXPLAINED_AT_ONCE])
+        scores.append(batch_scores)
+        maps.append(batch_maps)
+        report(min(start + EXPLAINED_AT_ONCE, len(images)) / len(images))
+    return np.concatenate(scores), np.concatenate(maps)
+
+
+def worst_found(test_set, maps):
+    """[(index, pixel ROC-AUC, map as float16)] of the GALLERY_SIZE anomalous images whose defect
+    pixels stand out least from the image's other pixels, lowest first."""
+    anomalous = np.flatnonzero(test_set.labels == 1)
+    found = np.array([image_pixel_roc_auc(test_set.masks[i], maps[i]) for i in anomalous])
+    order = np.argsort(found, kind="stable")[:GALLERY_SIZE]  # an image all defect (NaN) last
+    return [(int(anomalous[j]), float(found[j]), maps[anomalous[j]].astype(np.float16)) for j in order]
+
+
+def image_pixel_roc_auc(mask, pixels):
+    """One image's pixel ROC-AUC: the chance that a defect pixel scores above a normal pixel of the
+    same image (ties count half); 1 = the heat lies on the defect alone, 0.5 = anywhere. NaN when
+    the mask marks all of it or nothing."""
+    inside, ranks = np.asarray(mask).ravel(), rankdata(np.asarray(pixels, dtype=np.float32).ravel())
+    defect, normal = int(inside.sum()), int((~inside).sum())
+    if not defect or not normal:
+        return float("nan")
+    return float((ranks[inside].sum() - defect * (defect + 1) / 2) / (defect * normal))

@@ -40,6 +40,7 @@ input[role=combobox] { text-overflow: ellipsis; padding-right: 22px !important; 
 label[data-testid=block-label].float { max-width: calc(100% - 80px); }
 """
 
+GALLERY = dict(columns=8, height="auto", object_fit="contain", format="png")  # Evaluate's rows of images
 VIEW = dict(format="png", height=render.DISPLAY_SIZE, width=render.DISPLAY_SIZE, interactive=False,
             buttons=["download", "fullscreen"])
 
@@ -176,8 +177,8 @@ def evaluate_tab(names, sample):
                                info="The sample: 240 labelled images (120 normal faces, 60 UTKFace, "
                                "60 CIFAR-10)")
             with gr.Group(visible=not sample) as uploads:
-                images = gr.File(label="Images: testingset.npy (N, 64, 64, 3), a .zip of images, or a folder's "
-                                 "images zipped (sub-folders good/ and one per kind of anomaly label them)",
+                images = gr.File(label="Images: testingset.npy (N, 64, 64, 3) or a .zip of images (sub-folders good/ "
+                                 "and one per kind of anomaly label them; MVTec AD's ground_truth/ adds defect masks)",
                                  file_types=[".npy", ".zip"], elem_id="evaluate-images")
                 labels = gr.File(label="Labels (optional): .npy or .csv, 0 normal, 1 anomaly",
                                  file_types=[".npy", ".csv"])
@@ -206,13 +207,12 @@ def evaluate_tab(names, sample):
             confusion = gr.Dataframe(label="Confusion matrix", interactive=False, visible=False, elem_id="confusion",
                                      scale=1, min_width=280)
         histograms = gr.Plot(label="Score histograms, the threshold dashed", format="png", elem_id="histograms")
-        flagged = gr.Gallery(label="The most anomalous images (click one to open it in Detect)", columns=8,
-                             elem_id="evaluate-flagged", height="auto", object_fit="contain", format="png")
-        false_positives = gr.Gallery(label="Normal images flagged (false positives), worst first", columns=8,
-                                     elem_id="evaluate-false-positives",
-                                     height="auto", object_fit="contain", visible=False, format="png")
-        false_negatives = gr.Gallery(label="Anomalies missed (false negatives), worst first", columns=8,
-                                     height="auto", object_fit="contain", visible=False, format="png")
+        flagged = gr.Gallery(label="The most anomalous images (click one to open it in Detect)",
+                             elem_id="evaluate-flagged", **GALLERY)
+        false_positives = gr.Gallery(label="Normal images flagged (false positives), worst first",
+                                     elem_id="evaluate-false-positives", visible=False, **GALLERY)
+        false_negatives = gr.Gallery(label="Anomalies missed (false negatives), worst first", visible=False, **GALLERY)
+        defects = gr.Gallery(label="Heat maps against the true defect", visible=False, **GALLERY)
         ranked = gr.Dataframe(label=f"Images by score, the {TABLE_ROWS:,} most anomalous (the CSVs hold every "
                               "image)", interactive=False, max_height=400)
         files = gr.File(label="Downloads: everything in one zip, then per model HW8's submission (ID,score) and "
@@ -221,11 +221,11 @@ def evaluate_tab(names, sample):
     moving = [at_threshold, confusion, histograms, flagged, false_positives, false_negatives, ranked, shown]
     return SimpleNamespace(dataset=dataset, uploads=uploads, images=images, labels=labels, sources=sources,
                            models=models, button=button, overview=overview, ranking=ranking, curves=curves,
-                           agreement=agreement, mode=mode, percentile=percentile, inspected=inspected,
-                           results=results, at_threshold=at_threshold, confusion=confusion, histograms=histograms,
-                           flagged=flagged, false_positives=false_positives, false_negatives=false_negatives,
-                           ranked=ranked, files=files, run=run, shown=shown, moving=moving,
-                           answer=[run, overview, ranking, curves, agreement, inspected, *moving, files, results])
+                           agreement=agreement, mode=mode, percentile=percentile, inspected=inspected, results=results,
+                           at_threshold=at_threshold, confusion=confusion, histograms=histograms, flagged=flagged,
+                           false_positives=false_positives, false_negatives=false_negatives, ranked=ranked,
+                           defects=defects, files=files, run=run, shown=shown, moving=moving, answer=[
+                               run, overview, ranking, curves, agreement, inspected, *moving, files, defects, results])
 
 
 def latent_tab(names, examples):

@@ -73,6 +73,13 @@ def no_latent(name, names):
             else f"{name} has no latent code to explore, and no model here has one")
 
 
+def defects_label(name):
+    """What the gallery of heat maps against the true defects shows, and in what order."""
+    return (f"Heat maps against the true defect (outlined in cyan), by {name}: the anomalous images whose defect "
+            "it found least first, by each image's pixel ROC-AUC (the chance that a defect pixel scores above a "
+            "normal pixel of the same image: 1 = the heat lies on the defect alone, 0.5 = anywhere)")
+
+
 def training_report(count, skipped, length, epochs, steps, seconds):
     report = f"**{plural(count, 'image')}** read"
     if skipped:

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ad.data import CENTRE, IMAGE_SIZE, IMAGE_SUFFIXES, load_images, load_test_set, load_zip, open_image
+from ad.data.masks import mvtec_test_folder
 from ad.errors import InputError
 
 MAX_TRAIN_IMAGES = 20_000  # a visitor's upload; larger sets train with train.py
@@ -116,11 +117,19 @@ def sample_files(folder):
     return tuple(Path(folder) / name for name in ("testingset.npy", "testing_labels.npy", "testing_sources.npy"))
 
 
-def uploaded_test_set(images_file, labels_file, sources_file):
+def uploaded_test_sets(images_file, labels_file, sources_file, models):
+    """name -> the test set as that model reads it (its input_format), read once per distinct format.
+    A zip in MVTec AD's layout gives its test/ images, labelled by their sub-folders, with the defect
+    masks of its ground_truth/ when it has them."""
     if not images_file:
         raise InputError("upload the test images: an .npy (labels optional, as .npy or .csv), or a .zip "
-                         "(labelled by its sub-folders good/ and one per kind of anomaly, if it has them)")
-    return load_test_set(images_file, labels_file, sources_file, require_labels=False)
+                         "(labelled by its sub-folders good/ and one per kind of anomaly, if it has them; "
+                         "MVTec AD's test/ and ground_truth/ bring defect masks)")
+    formats = {tuple(model.input_format.values()): model.input_format for model in models.values()}
+    with mvtec_test_folder(images_file) as images:
+        read = {key: load_test_set(images, labels_file, sources_file, require_labels=False, **input_format)
+                for key, input_format in formats.items()}
+    return {name: read[tuple(model.input_format.values())] for name, model in models.items()}
 
 
 def sample_faces_file(folder):
