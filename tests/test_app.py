@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from ad import list_models
+from ad.models import model_class
 from ad.cli import main
 from ad.scoring import verdict
 from ad.ui.render import DISPLAY_SIZE, REGION_COLOUR, SHEET_CELL
@@ -24,9 +25,11 @@ from ad.ui.stored_run import BEST_F1, GALLERY_SIZE, PERCENTILE
 from ad.ui.tabs import build_demo
 from ad.ui.texts import ENSEMBLE, NO_VERDICT
 from ad.ui.zoo import load_zoo, model_sources
-from conftest import EXAMPLES, ROOT, SAMPLE_TESTSET, add_flaws, make_images, train_config, write_mvtec
+from conftest import (EXAMPLES, ROOT, SAMPLE_TESTSET, add_flaws, add_stains, make_images, make_textures, train_config,
+                      write_mvtec)
 
 NORMAL, CIFAR = "normal_celeba", "anomaly_cifar10"
+SHIPPED = [name for name in list_models() if (ROOT / "checkpoints" / name).is_dir()]  # the app's default models
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -62,7 +65,7 @@ def pngs():
 def test_the_shipped_checkpoints_all_load():
     zoo = load_zoo(model_sources(ROOT / "checkpoints"))
     assert not zoo.errors
-    assert list(zoo.models) == list_models()
+    assert list(zoo.models) == SHIPPED == [name for name in list_models() if name != "seg"]  # seg: users train it
 
 
 def test_detect_scores_cifar_images_above_normal_faces(client, pngs):
@@ -98,8 +101,8 @@ def test_compare_returns_every_architecture_an_ensemble_and_whom_to_trust(client
     from gradio_client import handle_file
     sheet, shown, agreement, legends, figures = client.predict(handle_file(pngs[CIFAR][0]), 99.0, api_name="/compare")
     rows = table(shown)
-    assert [f["model"] for f in figures] == list_models()  # the figures as data too (agents, the threshold)
-    assert [row["model"].removeprefix("★ ") for row in rows] == list_models() + [ENSEMBLE]
+    assert [f["model"] for f in figures] == SHIPPED  # the figures as data too (agents, the threshold)
+    assert [row["model"].removeprefix("★ ") for row in rows] == SHIPPED + [ENSEMBLE]
     assert [row["model"] for row in rows if row["model"].startswith("★")] == ["★ geo"]  # the best ROC-AUC
     assert rows[-1]["percentile"] == pytest.approx(np.mean([row["percentile"] for row in rows[:-1]]), abs=0.01)
     assert rows[-1]["score"] is None  # the ensemble's figure is the mean percentile: it has no score
@@ -107,7 +110,7 @@ def test_compare_returns_every_architecture_an_ensemble_and_whom_to_trust(client
     assert rows[-1]["verdict"] == NO_VERDICT  # not measured to beat the best model: no verdict, and why
     assert "geo" in agreement and ("agree" in agreement) and "not been measured to beat" in agreement
     with Image.open(sheet) as picture:  # one row of pictures per model, every row in view
-        assert picture.height > len(list_models()) * SHEET_CELL
+        assert picture.height > len(SHIPPED) * SHEET_CELL
 
 
 def evaluate(client, *test_set, models, mode=PERCENTILE, percentile=99.0):
@@ -156,10 +159,10 @@ def test_evaluate_matches_the_command_line(client, capsys):
 
 
 def test_evaluate_on_the_bundled_sample_names_the_sources(client):
-    shown = evaluate(client, "bundled sample", None, None, None, models=list_models())
+    shown = evaluate(client, "bundled sample", None, None, None, models=SHIPPED)
     assert {row["images"] for row in table(shown["ranking"])} == {"all", "normal vs CIFAR-10", "normal vs UTKFace"}
     assert "120 normal, 120 anomalous (UTKFace: 60, CIFAR-10: 60)" in shown["overview"]
-    assert "Model agreement" in shown["overview"] and len(table(shown["agreement"])) == len(list_models())
+    assert "Model agreement" in shown["overview"] and len(table(shown["agreement"])) == len(SHIPPED)
     assert all(", CIFAR-10: score" in item["caption"] or ", UTKFace: score" in item["caption"]
                for item in value(shown["flagged"])[:5])  # the most anomalous, named by kind
 
@@ -337,7 +340,7 @@ def test_latent_sliders_decode_what_they_encode(client, pngs):
 def test_a_model_without_a_latent_code_is_refused_by_name_over_the_api(client, pngs):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
-    latent = [name for name in list_models() if name != "geo"]
+    latent = [name for name in list_models() if model_class(name).has_latent]
     with pytest.raises(AppError, match=f"geo has no latent code to explore; choose one of {', '.join(latent)}$"):
         client.predict(handle_file(pngs[NORMAL][0]), "geo", api_name="/encode")
 
@@ -472,7 +475,7 @@ def test_browser_threshold_moves_the_figures_without_scoring_again(app_url, monk
         confusion, histograms = page.locator("#confusion"), page.locator("#histograms img")
         expect(confusion).to_contain_text("called anomalous", timeout=60_000)
         scored, before, picture = len(calls), confusion.inner_text(), histograms.get_attribute("src")
-        assert scored == len(list_models())
+        assert scored == len(SHIPPED)
         page.locator("#evaluate-threshold input[type=number]").fill("60")
         page.locator("#evaluate-threshold input[type=number]").press("Enter")
         expect(confusion).not_to_have_text(before, timeout=30_000)
@@ -719,3 +722,22 @@ def test_draw_a_defect_starts_on_a_normal_face():
     import app
     editor = app.demo.handlers.page.detect.editor
     assert "normal_" in Path(editor.value["background"]["path"]).name
+
+
+def test_detect_outlines_a_flaw_and_the_threshold_moves_the_region_without_the_model(trained_on_texture, tmp_path,
+                                                                                        monkeypatch):
+    from PIL import Image
+    handlers, calls = build_demo(load_zoo(model_sources(trained_on_texture.parent, hub_ids=""))).handlers, \
+        count_model_calls(monkeypatch)
+    ui = handlers.page.detect
+    stained, _ = add_stains(make_textures(1, seed=3), seed=3)
+    Image.fromarray(stained[0]).save(tmp_path / "stained.png")
+    shown = handlers.detect(str(tmp_path / "stained.png"), "seg", 99.0)
+    strict, overlay = shown[ui.details], shown[ui.overlay]
+    assert 0 < strict["defect_share"] < 0.2 and "Defect region" in shown[ui.verdict]
+    assert (overlay == REGION_COLOUR).all(axis=-1).any()  # outlined on the overlay
+    called = len(calls)
+    loose = handlers.rejudge(strict, 60.0)
+    assert len(calls) == called  # judged again from the kept detection, no model call
+    assert loose[ui.details]["defect_share"] > strict["defect_share"]
+    assert not (loose[ui.overlay] == overlay).all()

@@ -77,7 +77,7 @@ def detect_events(handlers, page):
     recover(relabelled, labels, "model_labels")
     recover(relabelled.success(follow, inputs, ui.answer, api_name="detect_model", **PAGE_ONLY), ui.answer,
             "detect_model", clear)
-    judged = [ui.verdict, ui.details, ui.chart]
+    judged = [ui.verdict, ui.details, ui.chart, ui.overlay]  # the defect region moves with the threshold
     recover(ui.threshold.change(handlers.rejudge, [ui.details, ui.threshold, session], judged, api_name="rejudge",
                                 **PAGE_ONLY, **QUIET), judged, "rejudge")
 
