@@ -48,7 +48,7 @@ class TransformPredictor(Detector):
                "image it is shown; on anything unlike the normal images it cannot, and that is the score.")
     small_config = {"channels": [8, 16, 32], "view_size": 24, "windows": [[0, 0, 64, 64]]}
     heat_title = "Evidence: where the score comes from"
-    heat_unit = "evidence: how much the score moves with the pixel (input gradient, summed over colours)"
+    heat_unit = "input gradient of the score, summed over colours"
 
     @property
     def heat_full_scale(self):

@@ -112,7 +112,7 @@ def _legend(full_scale, unit):
     axis.imshow(np.linspace(0, 1, 256)[None], aspect="auto", cmap=COLORMAP, extent=(0, full_scale, 0, 1))
     axis.set_yticks([])
     ticks = np.linspace(0, full_scale, 5)
-    axis.set_xticks(ticks, [f"{t:g}" for t in ticks[:-1]] + [f"{full_scale:g} or more"])
+    axis.set_xticks(ticks, [f"{t:.3g}" for t in ticks[:-1]] + [f"{full_scale:.3g} or more"])
     axis.set_xlabel(unit, fontsize=8)
     axis.tick_params(labelsize=8)
     figure.tight_layout()

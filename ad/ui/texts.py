@@ -45,7 +45,7 @@ def best_model(models):
 def about(model):
     return (f"{model.summary}  \n**Score**: {model.score_description}; higher is more anomalous, and the "
             f"percentile says how it ranks among held-out normal images.  \n**Heat map**: "
-            f"{model.heat_title.lower()}, in {model.heat_unit}; full colour at {model.heat_full_scale:g}.")
+            f"{model.heat_title.lower()}, in {model.heat_unit}; full colour at {model.heat_full_scale:.3g}.")
 
 
 def before_after_label(model):
