@@ -165,7 +165,7 @@ def default_epochs(steps_per_epoch, min_steps=MIN_STEPS):
 
 def train_config(**given):
     """The TrainConfig of what a user gave, the architecture's own training defaults filling in the
-    rest (a segmenter of 256 px pictures trains on smaller batches, for more steps, than geo)."""
+    rest (a segmenter of 128 px pictures trains on smaller batches, for more steps, than geo)."""
     return TrainConfig(**{**model_class(given.get("arch", TrainConfig.arch)).training_defaults, **given})
 
 
