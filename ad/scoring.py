@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from ad.data import open_image, validate_images
 from ad.device import default_batch_size
+from ad.models.base import value_at
 from ad.synthetic import add_defects
 
 
@@ -108,7 +109,7 @@ class Detection:
     pixels: np.ndarray  # (S, S) per-pixel scores, in model.heat_unit
     score: float
     percentile: float  # share of held-out normal images that score lower
-    pixel_thresholds: np.ndarray | None  # (101,) the region's pixel threshold at percentile 0..100
+    peak_pixel_quantiles: np.ndarray | None  # normal images' highest pixels (model.peak_pixel_quantiles())
 
     def verdict(self, threshold_percentile=99.0):
         return verdict(self.percentile, threshold_percentile)
@@ -116,10 +117,9 @@ class Detection:
     def region(self, threshold_percentile=99.0):
         """The pixels judged defective at this percentile, (S, S) bool, or None for a model without
         pixel calibration. Read off stored thresholds: a slider moves it without running the model."""
-        if self.pixel_thresholds is None:
+        if self.peak_pixel_quantiles is None:
             return None
-        threshold = np.interp(threshold_percentile, np.arange(101), self.pixel_thresholds)
-        return self.pixels > threshold
+        return self.pixels > value_at(threshold_percentile, self.peak_pixel_quantiles)
 
 
 def detect(model, image):
@@ -132,8 +132,7 @@ def detect(model, image):
     x = model.preprocess(validate_images(image, size=side))
     result = model.explain(x)
     score = float(result.score[0])
-    thresholds = (np.array([model.pixel_threshold(p) for p in range(101)]) if model.pixels_calibrated else None)
     return Detection(input=x[0].detach(), picture=result.picture[0].detach(),
                      heat=result.heat[0].detach().float().cpu().numpy(),
                      pixels=result.pixels[0].detach().float().cpu().numpy(), score=score,
-                     percentile=float(model.percentile(score)), pixel_thresholds=thresholds)
+                     percentile=float(model.percentile(score)), peak_pixel_quantiles=model.peak_pixel_quantiles())

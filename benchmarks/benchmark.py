@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ad import checkpoint
-from ad.data import load_array, load_test_set
+from ad.data import load_array, load_test_set, parse_source_names
 from ad.evaluation import auc_by_source, rank_average, roc_auc
 from ad.files import write_json
 from ad.scoring import anomaly_scores
@@ -142,7 +142,8 @@ def reused_reference_rows(data, test_images):
     if saved["test_images"] != test_images or saved["data"] != data.name:
         sys.exit(f"{REFERENCE_RESULTS} was measured on {saved['data']} ({saved['test_images']} test "
                  f"images), not on {data} ({test_images}): run without --reuse-references")
-    return saved["rows"]
+    names = parse_source_names(FACES_DEV_SOURCES)  # rows saved before sources were named keep their ids
+    return [{**row, "auc": {names.get(k, k): v for k, v in row["auc"].items()}} for row in saved["rows"]]
 
 
 def format_rows(rows):

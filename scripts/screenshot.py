@@ -19,6 +19,8 @@ def show_each_tab(page, folder, device, train):
     from playwright.sync_api import expect
 
     def shot(tab):
+        for image in page.locator("img:visible").all():  # galleries load their pictures only when in view
+            image.scroll_into_view_if_needed()
         page.wait_for_timeout(1500)  # plots and images settle
         page.screenshot(path=str(Path(folder) / f"{tab}-{device}.png"), full_page=True)
 

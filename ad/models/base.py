@@ -21,6 +21,22 @@ CALIBRATION_POINTS = 1001  # quantiles 0.0%, 0.1%, ..., 100.0% of held-out norma
 RESIDUAL_AT_FULL_HEAT = 1.0  # RGB distance per pixel (images on [-1, 1]) drawn at full colour
 
 
+def quantiles_of(values):
+    """CALIBRATION_POINTS quantiles of held-out normal values, as a stored calibration."""
+    return torch.as_tensor(np.quantile(np.asarray(values, dtype=np.float64), np.linspace(0, 1, CALIBRATION_POINTS)),
+                           dtype=torch.float32)
+
+
+def is_calibration(quantiles):
+    """A stored calibration: finite, sorted and not the initial zeros."""
+    return bool(quantiles.any() and torch.isfinite(quantiles).all() and (quantiles[1:] >= quantiles[:-1]).all())
+
+
+def value_at(percentile, quantiles):
+    """The value at this percentile (0-100) of a stored calibration."""
+    return float(np.interp(percentile, np.linspace(0, 100, len(quantiles)), quantiles))
+
+
 @dataclass
 class Explanation:
     """What a detector says about a batch, the same fields for every model: the UI never asks which."""
@@ -155,8 +171,7 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     @property
     def calibrated(self):
         """True once held-out normal scores are stored: finite, sorted, not the initial zeros."""
-        q = self.normal_score_quantiles
-        return bool(q.any() and torch.isfinite(q).all() and (q[1:] >= q[:-1]).all())
+        return is_calibration(self.normal_score_quantiles)
 
     def check_calibrated(self):
         if not self.calibrated:
@@ -164,30 +179,27 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
                              "model.calibrate(scores of held-out normal images) before saving")
 
     def calibrate(self, normal_scores):
-        levels = np.linspace(0, 1, CALIBRATION_POINTS)
-        quantiles = np.quantile(np.asarray(normal_scores, dtype=np.float64), levels)
-        self.normal_score_quantiles.copy_(torch.as_tensor(quantiles, dtype=torch.float32))
+        self.normal_score_quantiles.copy_(quantiles_of(normal_scores))
 
     @property
     def pixels_calibrated(self):
         """True once the highest pixel scores of held-out normal images are stored (training does it)."""
-        q = self.normal_peak_pixel_quantiles
-        return bool(q.any() and torch.isfinite(q).all() and (q[1:] >= q[:-1]).all())
+        return is_calibration(self.normal_peak_pixel_quantiles)
 
     def calibrate_pixels(self, peak_pixel_scores):
         """Store the quantiles of held-out normal images' highest pixel scores."""
-        levels = np.linspace(0, 1, CALIBRATION_POINTS)
-        quantiles = np.quantile(np.asarray(peak_pixel_scores, dtype=np.float64), levels)
-        self.normal_peak_pixel_quantiles.copy_(torch.as_tensor(quantiles, dtype=torch.float32))
+        self.normal_peak_pixel_quantiles.copy_(quantiles_of(peak_pixel_scores))
+
+    def peak_pixel_quantiles(self):
+        """The stored quantiles of normal images' highest pixels (numpy), or None without pixel calibration."""
+        return self.normal_peak_pixel_quantiles.cpu().numpy().astype(np.float64) if self.pixels_calibrated else None
 
     def pixel_threshold(self, percentile=99.0):
         """The pixel score above which a pixel belongs to a defect region at this percentile: that
         share of normal images shows no region at all, as that share of them is judged normal.
         None when the model has no pixel calibration (a checkpoint written before it existed)."""
-        if not self.pixels_calibrated:
-            return None
-        quantiles = self.normal_peak_pixel_quantiles.cpu().numpy().astype(np.float64)
-        return float(np.interp(percentile, np.linspace(0, 100, CALIBRATION_POINTS), quantiles))
+        quantiles = self.peak_pixel_quantiles()
+        return None if quantiles is None else value_at(percentile, quantiles)
 
     def _quantiles(self):
         if not self.calibrated:
@@ -203,7 +215,7 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
 
     def threshold(self, percentile=99.0):
         """The score above which an image is called anomalous at this percentile of normal scores."""
-        return float(np.interp(percentile, np.linspace(0, 100, CALIBRATION_POINTS), self._quantiles()))
+        return value_at(percentile, self._quantiles())
 
 
 class Autoencoder(Detector, tags=["autoencoder"]):

@@ -129,7 +129,7 @@ class Handlers:
         region = None if kept is None else kept[1].region(threshold_percentile)
         details = {**seen, "threshold_percentile": float(threshold_percentile), "threshold_score": threshold,
                    "verdict": judged, "defect_share": None if region is None else float(region.mean())}
-        outlined = {} if kept is None else {ui.overlay: render.outlined(render.pictures(kept[1]).overlay, region)}
+        outlined = {} if kept is None else {ui.overlay: render.outlined(render.heat_overlay(kept[1]), region)}
         return {ui.verdict: render.verdict_html(seen["model"], judged, seen["score"], seen["percentile"],
                                                 threshold_percentile, texts.calibration_images(model))
                 + render.region_sentence(region, threshold_percentile),

@@ -95,6 +95,11 @@ class Pictures(NamedTuple):
     overlay: np.ndarray  # the heat map over the input
 
 
+def heat_overlay(detection):
+    """Only the overlay of one Detection: what a threshold move redraws (with its region outlined)."""
+    return overlay(model_view(detection.input), heat_map(detection.heat))
+
+
 def pictures(detection):
     """The pictures of one ad.scoring.Detection."""
     seen, heat = model_view(detection.input), heat_map(detection.heat)
