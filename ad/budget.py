@@ -8,7 +8,7 @@ import torch
 from ad.models import create_model
 
 EPOCH_OVERHEAD_SECONDS = 0.2  # each epoch ends by calibrating and writing the checkpoint
-_STEP_SECONDS = {}  # (architecture, device) -> seconds per training step, measured here once
+_STEP_SECONDS = {}  # (architecture, device, batch, image size) -> seconds per training step, measured here once
 
 
 def seconds_per_call(step, repeats=3):
@@ -22,13 +22,14 @@ def seconds_per_call(step, repeats=3):
     return float(np.median(times[1:]))
 
 
-def seconds_per_step(architecture, device, batch_size=128):
-    """One training step of the architecture's default size on `device`, on random images (the
-    train.py default batch)."""
-    if (architecture, str(device)) not in _STEP_SECONDS:
-        model = create_model(architecture).to(device)
+def seconds_per_step(architecture, device, batch_size=128, image_size=64):
+    """One training step of the architecture's default size on `device`, on random images of this
+    batch and size."""
+    key = (architecture, str(device), batch_size, image_size)
+    if key not in _STEP_SECONDS:
+        model = create_model(architecture, image_size=image_size).to(device)
         optimizer = torch.optim.AdamW(model.parameters())
-        images = np.random.default_rng(0).integers(0, 256, (batch_size, 64, 64, 3), dtype=np.uint8)
+        images = np.random.default_rng(0).integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8)
         x = model.preprocess(images)
 
         def step():
@@ -37,8 +38,8 @@ def seconds_per_step(architecture, device, batch_size=128):
             loss.backward()
             optimizer.step()
             return loss.detach()
-        _STEP_SECONDS[architecture, str(device)] = seconds_per_call(step)
-    return _STEP_SECONDS[architecture, str(device)]
+        _STEP_SECONDS[key] = seconds_per_call(step)
+    return _STEP_SECONDS[key]
 
 
 def epochs_within(minutes, steps_per_epoch, held_out_batches, step_seconds):

@@ -34,8 +34,9 @@ def add_train_arguments(parser):
     add("--data", help="the normal images (required unless --resume): an .npy (HW8's trainingset.npy "
         "or any array of images), a folder of images or a .zip of images")
     add("--out", required=True, help="checkpoint folder to write")
+    least = ", ".join(f"{name} {train_config(arch=name).min_steps}" for name in list_models())
     add("--epochs", type=int, help="passes over the training images (default: 3, more (up to 50) for small "
-        "sets, so that training takes at least 100 steps)")
+        f"sets, so that training takes at least the architecture's minimum of steps: {least})")
     add("--minutes", type=float, help="train for about this long instead: the epochs that fit, after timing "
         "a few steps of this model on this machine (instead of --epochs)")
     add("--batch-size", type=int, help="images per step")

@@ -60,7 +60,9 @@ def explain_all(model, images, batch_size=None, desc=None):
 
 def calibrate(model, normal_images):
     """Store where held-out normal images' scores and highest pixel scores lie (the verdict's and
-    the defect region's thresholds)."""
+    the defect region's thresholds); a combined detector's members first, as its score reads theirs."""
+    for member in model.members:
+        calibrate(member, normal_images)
     scores, _, peaks = explain_all(model, normal_images, desc="calibrating")
     model.calibrate(scores)
     model.calibrate_pixels(peaks)

@@ -45,8 +45,7 @@ class TrainConfig:
     arch: str = "geo"  # the recommended general detector (README: "Any kind of normal image")
     data: str | None = None  # the normal images: .npy, a folder or a .zip; required unless resuming
     out: str | None = None  # the checkpoint folder to write
-    epochs: int | None = None  # None: 3 passes, more (up to 50) for small sets: at least 100 steps
-    # (the recommended detector learns its views in ~100 steps; more passes overfit the normal images)
+    epochs: int | None = None  # None: 3 passes, more (up to 50) for small sets: at least min_steps steps
     minutes: float | None = None  # instead of epochs: as many as fit in about this long on this machine
     # (a few real steps are timed first; the epochs chosen are recorded, so --resume keeps them)
     batch_size: int = 128  # fits a CPU's caches; per process under torchrun
@@ -56,7 +55,8 @@ class TrainConfig:
     crop: tuple | None = None  # (top, left, height, width) read by the model; saved in its config
     image_size: int = IMAGE_SIZE  # side of the square every picture is read at (HW8's 64); saved in its config
     fit: str = CENTRE  # how a picture becomes that square: "centre" square or "whole" (ad.data.FITS)
-    min_steps: int = MIN_STEPS  # epochs=None: enough passes for this many steps (at most MAX_EPOCHS)
+    min_steps: int = MIN_STEPS  # epochs=None: enough passes for this many steps (at most MAX_EPOCHS;
+    # an architecture's training_defaults may ask for more)
     holdout: float = 0.05  # share of the normal images kept out of training to calibrate scores (at
     # least MIN_CALIBRATION_IMAGES of them while that leaves three quarters to train on: ad.training.split_holdout)
     flip: bool = True  # mirrored normal images are normal too (faces, most objects)
@@ -362,14 +362,17 @@ def stop_everywhere(run, stop):
 # ---------------------------------------------------------------- how long training will take
 
 
-def training_estimate(image_count, architecture, passes=1, device=None):
-    """(epochs, steps per epoch, seconds) of training `image_count` images with `passes` times the
-    default number of epochs, on this machine."""
+def training_estimate(image_count, architecture, minutes=None, device=None):
+    """(epochs, steps per epoch, seconds) of training `image_count` images on this machine: within
+    `minutes` (the app's training lengths), or the architecture's default epochs."""
     cfg = train_config(arch=architecture)
-    steps = max(1, len(split_holdout(image_count, cfg.holdout, 0)[0]) // cfg.batch_size)
-    epochs = default_epochs(steps, cfg.min_steps) * passes
-    step = seconds_per_step(architecture, device or pick_device())
-    return epochs, steps, epochs * (steps * step + EPOCH_OVERHEAD_SECONDS)
+    train_count, held_out = (len(part) for part in split_holdout(image_count, cfg.holdout, 0))
+    batch = min(cfg.batch_size, max(1, train_count))
+    steps = max(1, train_count // batch)
+    step = seconds_per_step(architecture, device or pick_device(), batch, cfg.image_size)
+    epochs = (epochs_within(minutes, steps, math.ceil(held_out / batch), step) if minutes
+              else default_epochs(steps, cfg.min_steps))
+    return epochs, steps, epochs * ((steps + math.ceil(held_out / batch)) * step + EPOCH_OVERHEAD_SECONDS)
 
 
 def budget_epochs(run):

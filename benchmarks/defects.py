@@ -38,6 +38,7 @@ AUTOENCODER = {"fit": "whole", "epochs": 20}
 ROWS = {
     "recommended (train.py defaults)": {},
     "seg (its own defaults: 128 px, the whole picture)": {"arch": "seg"},
+    "duo (geo and seg in one, 128 px, the whole picture)": {"arch": "duo"},
     "fcn": {"arch": "fcn", **AUTOENCODER},
     "cnn": {"arch": "cnn", **AUTOENCODER},
     "vae": {"arch": "vae", **AUTOENCODER},

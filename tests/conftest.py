@@ -145,7 +145,7 @@ def data_files(tmp_path_factory, normal_images, test_images):
     return folder
 
 
-SMALL_EPOCHS = {"seg": 10}  # the segmenter learns from defects it makes itself: it needs more steps
+SMALL_EPOCHS = {"seg": 10, "duo": 10}  # a segmenter learns from defects it makes itself: it needs more steps
 
 
 def train_config(data_files, out, arch="fcn", **overrides):

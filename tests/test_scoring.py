@@ -7,7 +7,8 @@ import torch
 from ad import InputError, create_model, list_models, load_model
 from ad.scoring import Detection, anomaly_scores, detect, synthetic_defects_auc, verdict
 from ad.ui.render import DISPLAY_SIZE, heat_map, model_view
-from conftest import add_stains, make_textures, small
+from ad.evaluation import roc_auc
+from conftest import add_flaws, add_stains, make_textures, small
 
 
 def test_score_is_the_l2_norm_of_the_residual(normal_images):
@@ -132,6 +133,22 @@ def test_the_segmenter_finds_a_flaw_on_a_normal_surface_and_outlines_it(trained_
     assert np.mean(inside) > 1.5 * np.mean(outside)  # the heat map points at the flaw
     assert np.median(on_flaw) > 0.6  # and most of the outlined region lies on it
     assert not detect(model, make_textures(1, seed=4)[0]).region(99.9).any()  # a clean surface: nothing
+
+
+def test_one_duo_checkpoint_raises_the_alarm_for_both_kinds_of_anomaly(trained, test_images):
+    """Things unlike the normal ones (geo's part) and a flaw on a normal one (seg's part), each
+    against unseen normal images; where the flaw is, seg says (its localising: the test above)."""
+    model = load_model(trained("duo"))
+    assert model.geo.calibrated and model.seg.calibrated  # calibrated before the duo, whose score reads theirs
+    images, labels, _ = test_images
+    normal = images[labels == 0]
+    flawed, _ = add_flaws(normal, side=16)
+    normal_scores = anomaly_scores(model, normal)
+    for anomalies in (images[labels == 1], flawed):
+        scores = np.r_[normal_scores, anomaly_scores(model, anomalies)]
+        assert roc_auc(np.repeat([0, 1], [len(normal), len(anomalies)]), scores) > 0.75
+    x = model.preprocess(flawed[:4])
+    torch.testing.assert_close(model.explain(x).pixels, model.seg.explain(x).pixels)
 
 
 @pytest.mark.parametrize("arch", list_models())

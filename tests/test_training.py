@@ -283,6 +283,17 @@ def test_a_larger_budget_buys_more_steps_and_a_resume_keeps_the_epochs_chosen(da
     assert training["finished"] and training["config"]["epochs"] == training["epochs_done"] == 4
 
 
+def test_the_train_tabs_lengths_are_time_budgets_on_this_machine(monkeypatch):
+    from ad.ui.handlers import LENGTHS
+    monkeypatch.setattr(ad.training, "seconds_per_step", lambda *args: 0.5)
+    # 1,000 images: 200 held out (2 batches), 800 to train on in 6 steps of 128: (6 + 2) * 0.5 s + 0.2 s an epoch
+    (quick, steps, quick_seconds), (standard, _, standard_seconds) = (
+        ad.training.training_estimate(1000, "geo", minutes=LENGTHS[length]) for length in ("quick", "standard"))
+    assert steps == 6 and (quick, standard) == (14, 71)  # the epochs that fit in 60 s and in 300 s
+    assert quick_seconds <= 60 < 295 < standard_seconds <= 300
+    assert ad.training.training_estimate(1000, "geo", minutes=1e-4)[0] == 1  # never no training at all
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--minutes", "2", "--epochs", "3"], "give --minutes or --epochs, not both"),
     (["--minutes", "0"], "more than 0 minutes"),

@@ -68,6 +68,7 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     mirror_sensitive = False  # True when its task tells mirrored images apart: training must not mirror
     has_latent = False  # True when encode(x) and decode(z) give a latent code to explore
     reconstructs = False  # True when `picture` redraws the input, pixel for pixel (a before/after pair)
+    members = ()  # detectors inside this one, each calibrated on the same normal images before it
 
     def __init__(self, *, crop=None, input_size=IMAGE_SIZE, image_size=IMAGE_SIZE, fit=CENTRE):
         super().__init__()

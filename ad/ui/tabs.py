@@ -263,7 +263,9 @@ def train_tab(sample):
             use_sample = gr.Button("Use the sample faces (120 images)", size="sm", visible=sample)
             architecture = gr.Dropdown(list_models(), value=TrainConfig.arch, label="Architecture",
                                        info=f"{TrainConfig.arch}: the recommended general detector")
-            length = gr.Radio(list(LENGTHS), value="quick", label="Training length")
+            length = gr.Radio(list(LENGTHS), value="quick", label="Training length",
+                              info=", ".join(f"{k}: about {v} min" for k, v in LENGTHS.items())
+                              + ", whatever the machine (a faster one trains more passes)")
             epochs = gr.Number(label="Passes over the images (set by the length; 0: the default)", precision=0,
                                minimum=0, maximum=500, value=0, elem_id="train-epochs")
             crop = gr.Textbox("", label="Crop box (optional): TOP,LEFT,HEIGHT,WIDTH on the 64x64 image",
