@@ -11,10 +11,11 @@ Usage: python -m benchmarks.oneclass [--dataset fashion-mnist|cifar100] [--data 
                                     [--rows [NAME ...]] [--classes 0 1 ...] [--write-readme]
 (`--rows` with no name runs nothing: with --write-readme it writes the saved rows.)
 Fashion-MNIST's FOLDER holds the four IDX files (gzipped or not); Debian's `dataset-fashion-mnist`
-package puts them in the default folder. CIFAR-100's holds cifar100_{train,test}_x.npy and
-cifar100_{train,test}_coarse.npy: see the data's README; build the arrays with make_cifar100.py from
-the CIFAR-100 PNG repository. Each run adds its rows to benchmarks/oneclass_results.json (by data
-set), and --write-readme writes every saved row of both into README, beside the published results.
+package puts them in the default folder. CIFAR-100's is a clone of the public PNG repository
+(github.com/cyizhuo/CIFAR-100-dataset) or holds cifar100_{train,test}_x.npy and
+cifar100_{train,test}_coarse.npy made from it. Each run adds its rows to
+benchmarks/oneclass_results.json (by data set), and --write-readme writes every saved row of both
+into README, beside the published results.
 """
 
 import argparse

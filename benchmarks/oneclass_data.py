@@ -16,10 +16,22 @@ CIFAR100_SUPERCLASSES = [
     "large man-made outdoor things", "large natural outdoor scenes", "large omnivores and herbivores",
     "medium-sized mammals", "non-insect invertebrates", "people", "reptiles", "small mammals", "trees",
     "vehicles 1", "vehicles 2"]
+# Each superclass's five fine classes, as the PNG repository names their folders (CIFAR-100's own table)
+CIFAR100_MEMBERS = [
+    "beaver dolphin otter seal whale", "aquarium_fish flatfish ray shark trout",
+    "orchid poppy rose sunflower tulip", "bottle bowl can cup plate", "apple mushroom orange pear sweet_pepper",
+    "clock keyboard lamp telephone television", "bed chair couch table wardrobe",
+    "bee beetle butterfly caterpillar cockroach", "bear leopard lion tiger wolf",
+    "bridge castle house road skyscraper", "cloud forest mountain plain sea",
+    "camel cattle chimpanzee elephant kangaroo", "fox porcupine possum raccoon skunk",
+    "crab lobster snail spider worm", "baby boy girl man woman", "crocodile dinosaur lizard snake turtle",
+    "hamster mouse rabbit shrew squirrel", "maple_tree oak_tree palm_tree pine_tree willow_tree",
+    "bicycle bus motorcycle pickup_truck train", "lawn_mower rocket streetcar tank tractor"]
 CIFAR100_FILES = ("cifar100_train_x.npy", "cifar100_train_coarse.npy", "cifar100_test_x.npy",
                   "cifar100_test_coarse.npy")
-CIFAR100_HOWTO = ("see the data's README; build the arrays with make_cifar100.py from the CIFAR-100 PNG "
-                  "repository, then pass their folder as --data")
+CIFAR100_HOWTO = ("pass --data a clone of the public CIFAR-100 PNG repository (github.com/cyizhuo/CIFAR-100-dataset: "
+                  "train/<class>/*.png, test/<class>/*.png), or a folder of arrays built from it: "
+                  f"{', '.join(CIFAR100_FILES)}")
 
 
 def read_idx(path):
@@ -47,15 +59,42 @@ def load_fashion_mnist(folder):
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 
 
+def read_cifar100_pngs(folder):
+    """The PNG repository's train/ and test/ trees -> the four arrays (images in file-name order)."""
+    from PIL import Image
+    arrays = []
+    for split in ("train", "test"):
+        images, labels = [], []
+        for superclass, members in enumerate(CIFAR100_MEMBERS):
+            for fine in members.split():
+                files = sorted((Path(folder) / split / fine).glob("*.png"))
+                if not files:
+                    raise SystemExit(f"{folder}: no {split}/{fine}/*.png; {CIFAR100_HOWTO}")
+                for file in files:
+                    with Image.open(file) as image:
+                        if image.size != (32, 32):
+                            raise SystemExit(f"{file}: {image.size[0]}x{image.size[1]}; expected a 32x32 CIFAR photo")
+                        images.append(np.asarray(image.convert("RGB")))
+                labels += [superclass] * len(files)
+        arrays += [np.stack(images), np.array(labels, dtype=np.uint8)]
+    return arrays
+
+
 def load_cifar100(folder):
-    """(train images, train superclasses, test images, test superclasses): the four arrays that
-    make_cifar100.py writes, checked; a missing folder or file says how to build them."""
+    """(train images, train superclasses, test images, test superclasses), checked: from the PNG
+    repository's trees or from the four arrays; a missing folder or file says what is expected."""
     if folder is None:
         raise SystemExit(f"CIFAR-100 needs --data FOLDER: {CIFAR100_HOWTO}")
+    if (Path(folder) / "train").is_dir():
+        return check_cifar100(read_cifar100_pngs(folder))
     missing = [name for name in CIFAR100_FILES if not (Path(folder) / name).is_file()]
     if missing:
-        raise SystemExit(f"{folder}: no {', '.join(missing)}; {CIFAR100_HOWTO}")
-    arrays = [np.load(Path(folder) / name, allow_pickle=False) for name in CIFAR100_FILES]
+        raise SystemExit(f"{folder}: no train/ folder of PNGs, nor {', '.join(missing)}; {CIFAR100_HOWTO}")
+    return check_cifar100([np.load(Path(folder) / name, allow_pickle=False) for name in CIFAR100_FILES])
+
+
+def check_cifar100(arrays):
+    """The four arrays, checked: 32x32 colour photos, each with a superclass."""
     train_x, train_y, test_x, test_y = arrays
     for split, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):

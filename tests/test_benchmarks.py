@@ -129,9 +129,30 @@ def test_the_cifar100_superclass_protocol_on_a_tiny_made_set(tmp_path):
 @pytest.mark.parametrize("data", [None, "missing"])
 def test_the_cifar100_benchmark_exits_saying_how_to_build_the_data_when_it_is_absent(data, tmp_path, capsys):
     before = oneclass.RESULTS.read_bytes() if oneclass.RESULTS.exists() else None
-    with pytest.raises(SystemExit, match="make_cifar100.py from the CIFAR-100 PNG repository"):
+    with pytest.raises(SystemExit, match="a clone of the public CIFAR-100 PNG repository"):
         oneclass.main(["--dataset", "cifar100", *(["--data", str(tmp_path / data)] if data else [])])
     assert (oneclass.RESULTS.read_bytes() if oneclass.RESULTS.exists() else None) == before
+
+
+def test_cifar100_is_read_from_the_png_repository_as_it_is_cloned(tmp_path):
+    """train/<fine class>/*.png and test/...: each fine class lands in its superclass."""
+    from PIL import Image
+    members = [fine for group in oneclass_data.CIFAR100_MEMBERS for fine in group.split()]
+    assert len(set(members)) == 100
+    for split, count in (("train", 2), ("test", 1)):
+        for i, fine in enumerate(members):
+            (tmp_path / split / fine).mkdir(parents=True)
+            for j in range(count):
+                Image.fromarray(np.full((32, 32, 3), i, np.uint8)).save(tmp_path / split / fine / f"{fine}_{j}.png")
+    train_x, train_y, test_x, test_y = oneclass_data.load_cifar100(tmp_path)
+    assert train_x.shape == (200, 32, 32, 3) and test_x.shape == (100, 32, 32, 3)
+    whale, tractor = members.index("whale"), members.index("tractor")
+    superclass_of = dict(zip(test_x[:, 0, 0, 0].tolist(), test_y.tolist()))  # each test photo's value is its class
+    assert superclass_of[whale] == 0 and superclass_of[tractor] == 19
+    assert np.bincount(train_y).tolist() == [10] * 20
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "test" / "whale" / "whale_small.png")
+    with pytest.raises(SystemExit, match="whale_small.png: 16x16; expected a 32x32"):
+        oneclass_data.load_cifar100(tmp_path)
 
 
 def test_cifar100_arrays_of_the_wrong_shape_are_named(tmp_path):
