@@ -47,6 +47,7 @@ def show_each_tab(page, folder, device, train):
     page.get_by_role("button", name="Use the sample faces").click()
     expect(page.locator("#train-report")).to_contain_text("images", timeout=60_000)
     if train:
+        expect(page.locator("#train-epochs input")).not_to_have_value("0", timeout=60_000)  # the length's passes
         page.locator("#train-button").click()
         expect(page.locator("#train-status")).to_contain_text("is ready", timeout=300_000)
     shot("train")
