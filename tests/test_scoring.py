@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ad import InputError, create_model, list_models, load_model
+from ad.evaluation import roc_auc
 from ad.scoring import Detection, anomaly_scores, detect, synthetic_defects_auc, verdict
 from ad.ui.render import DISPLAY_SIZE, heat_map, model_view
-from ad.evaluation import roc_auc
 from conftest import add_flaws, add_stains, make_textures, small
 
 
