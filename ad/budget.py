@@ -42,9 +42,12 @@ def seconds_per_step(architecture, device, batch_size=128, image_size=64):
     return _STEP_SECONDS[key]
 
 
+def epoch_seconds(steps_per_epoch, held_out_batches, step_seconds):
+    """One epoch: its steps plus its end (the held-out images scored twice, for the loss and the
+    calibration: about one step per batch of them; the checkpoint)."""
+    return (steps_per_epoch + held_out_batches) * step_seconds + EPOCH_OVERHEAD_SECONDS
+
+
 def epochs_within(minutes, steps_per_epoch, held_out_batches, step_seconds):
-    """The epochs that fit in `minutes`: each is its steps plus its end (the held-out images scored
-    twice, for the loss and the calibration: about one step per batch of them; the checkpoint).
-    Never fewer than one."""
-    epoch = (steps_per_epoch + held_out_batches) * step_seconds + EPOCH_OVERHEAD_SECONDS
-    return max(1, int(minutes * 60 / epoch))
+    """The epochs that fit in `minutes`, never fewer than one."""
+    return max(1, int(minutes * 60 / epoch_seconds(steps_per_epoch, held_out_batches, step_seconds)))

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ad.data import open_image, validate_images
 from ad.device import default_batch_size
+from ad.evaluation import roc_auc
 from ad.models.base import value_at
 from ad.synthetic import add_defects
 
@@ -93,7 +93,7 @@ def synthetic_defects_auc(model, normal_images, seed=0, batch_size=64):
             flawed.append(model.score(add_defects(x, share=1.0)[0]).float().cpu())
     scores = torch.cat(normal + flawed).numpy()
     labels = np.r_[np.zeros(len(scores) // 2), np.ones(len(scores) // 2)]
-    return float(roc_auc_score(labels, scores))
+    return roc_auc(labels, scores)
 
 
 def verdict(percentile, threshold_percentile):

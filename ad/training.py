@@ -19,7 +19,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ad import checkpoint
-from ad.budget import EPOCH_OVERHEAD_SECONDS, epochs_within, seconds_per_call, seconds_per_step
+from ad.budget import epoch_seconds, epochs_within, seconds_per_call, seconds_per_step
 from ad.data import CENTRE, IMAGE_SIZE, MIN_TRAINING_IMAGES, load_normal_images, load_test_set
 from ad.device import pick_device
 from ad.errors import InputError
@@ -368,11 +368,11 @@ def training_estimate(image_count, architecture, minutes=None, device=None):
     cfg = train_config(arch=architecture)
     train_count, held_out = (len(part) for part in split_holdout(image_count, cfg.holdout, 0))
     batch = min(cfg.batch_size, max(1, train_count))
-    steps = max(1, train_count // batch)
+    steps, held_out_batches = max(1, train_count // batch), math.ceil(held_out / batch)
     step = seconds_per_step(architecture, device or pick_device(), batch, cfg.image_size)
-    epochs = (epochs_within(minutes, steps, math.ceil(held_out / batch), step) if minutes
+    epochs = (epochs_within(minutes, steps, held_out_batches, step) if minutes
               else default_epochs(steps, cfg.min_steps))
-    return epochs, steps, epochs * ((steps + math.ceil(held_out / batch)) * step + EPOCH_OVERHEAD_SECONDS)
+    return epochs, steps, epochs * epoch_seconds(steps, held_out_batches, step)
 
 
 def budget_epochs(run):
