@@ -431,9 +431,16 @@ def test_browser_on_a_phone_the_decoded_face_stays_in_view_while_the_last_slider
         page.get_by_role("tab", name="Latent").click()
         page.locator("img[src*='normal_celeba_1']:visible").first.click()  # encodes by itself
         expect(page.locator("#latent-decoded img")).to_be_visible(timeout=60_000)
-        page.get_by_label("z[15]").first.scroll_into_view_if_needed()
-        box = page.locator("#latent-decoded").bounding_box()
-        assert box["y"] >= 0 and box["y"] + box["height"] <= 844
+        page.locator("#latent-decoded").evaluate("e => e.parentElement.scrollIntoView()")  # the results at the top
+        sliders = page.locator("#latent-sliders").bounding_box()
+        page.mouse.move(sliders["x"] + 20, sliders["y"] + sliders["height"] / 2)
+        page.mouse.wheel(0, sliders["height"] * 4)  # a thumb on the sliders scrolls their box to the last one
+        last = page.get_by_label("z[15]").first
+        expect(last).to_be_in_viewport(ratio=1)
+        last.fill("2")
+        for shown in (page.locator("#latent-decoded"), last):
+            box = shown.bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 844, (shown, box)
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")

@@ -16,14 +16,13 @@ from ad.ui.stored_run import BEST_F1, PERCENTILE, TABLE_ROWS
 from ad.ui.uploads import IMAGE_FORMATS
 
 # Phones (390 px): every tab in the bar (no "..." menu), tables that scroll on their own, and the
-# latent tab's sliders in a box of their own, so the decoded image above them stays in view while
-# they move. Passed to demo.launch(css=...).
+# latent tab's sliders in a box of their own that fits under the decoded image in one screen, so
+# the image stays in view while the sliders scroll. Passed to demo.launch(css=...).
 # A tab's results come before its examples there: the controls' column melts into its row
 # (display: contents), so the results can be ordered between the verdict and the examples; pictures
 # in pairs. Everywhere: a menu's text stops short of its arrow, a label short of its buttons.
 CSS = """
 @media (max-width: 640px) {
-  .gradio-container { padding-left: 4px !important; padding-right: 4px !important; }
   .tab-container button { padding-left: 7px !important; padding-right: 7px !important; font-size: 15px !important; }
   #latent-sliders { max-height: 40vh; overflow-y: auto; }
   .results-first { flex-wrap: wrap !important; }
