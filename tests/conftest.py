@@ -1,5 +1,6 @@
 """Shared fixtures: images the tests make, one tiny trained model per architecture; environment first."""
 
+import json
 import os
 import socket
 import tempfile
@@ -94,17 +95,36 @@ def add_stains(images, seed=0, radius=7):
     return stained, masks
 
 
-@pytest.fixture(scope="session")
-def trained_on_texture(tmp_path_factory):
-    """The small segmenter trained on textured surfaces, as `trained` trains the other models."""
+def train_once(out, config):
+    """Train config() into `out` unless a finished run is there. Under a lock: under xdist one worker
+    trains and the others wait, then all read the same folder."""
+    from filelock import FileLock
+
     from ad.training import train
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        record = out / "training.json"
+        if not (record.exists() and json.loads(record.read_text())["finished"]):
+            train(config())
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory, worker_id):
+    """A folder of this test run that every xdist worker sees (their own temp folders lie inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+@pytest.fixture(scope="session")
+def trained_on_texture(tmp_path_factory, shared_tmp):
+    """The small segmenter trained on textured surfaces, as `trained` trains the other models."""
+    from ad.training import TrainConfig
     folder = tmp_path_factory.mktemp("texture")
     np.save(folder / "surfaces.npy", make_textures(400))
-    settings = dict(arch="seg", data=str(folder / "surfaces.npy"), out=str(folder / "seg"), epochs=SMALL_EPOCHS["seg"],
-                    batch_size=32, lr=3e-3, warmup_steps=5, model=small("seg"), holdout=0.1)
-    from ad.training import TrainConfig
-    train(TrainConfig(**settings))
-    return folder / "seg"
+    return train_once(shared_tmp / "texture" / "seg", lambda: TrainConfig(
+        arch="seg", data=str(folder / "surfaces.npy"), out=str(shared_tmp / "texture" / "seg"), overwrite=True,
+        epochs=SMALL_EPOCHS["seg"], batch_size=32, lr=3e-3, warmup_steps=5, model=small("seg"), holdout=0.1))
 
 
 def write_mvtec(root, normal, flawed, masks, kind="patch", mask_suffix="_mask"):
@@ -156,21 +176,15 @@ def train_config(data_files, out, arch="fcn", **overrides):
 
 
 @pytest.fixture(scope="session")
-def trained(data_files, tmp_path_factory):
-    """trained(arch) -> the checkpoint folder of a small model trained on the normal images
-    (once per architecture and session), evaluated on the test images."""
-    from ad.training import train
-    folders = {}
-
+def trained(data_files, shared_tmp):
+    """trained(arch) -> the checkpoint folder of a small model trained on the normal images (once
+    per architecture and test run, by whichever xdist worker asks first), evaluated on the test images."""
     def get(arch):
-        if arch not in folders:
-            out = tmp_path_factory.mktemp("trained") / arch
-            train(train_config(data_files, out, arch, epochs=SMALL_EPOCHS.get(arch, 3),
-                               test=str(data_files / "testingset.npy"),
-                               labels=str(data_files / "testing_labels.npy"),
-                               sources=str(data_files / "testing_sources.npy")))
-            folders[arch] = out
-        return folders[arch]
+        out = shared_tmp / "trained" / arch
+        return train_once(out, lambda: train_config(
+            data_files, out, arch, epochs=SMALL_EPOCHS.get(arch, 3), overwrite=True,
+            test=str(data_files / "testingset.npy"), labels=str(data_files / "testing_labels.npy"),
+            sources=str(data_files / "testing_sources.npy")))
     return get
 
 

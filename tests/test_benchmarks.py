@@ -11,7 +11,7 @@ from ad import checkpoint
 from ad.data import load_test_set
 from ad.evaluation import auc_by_source
 from ad.scoring import anomaly_scores
-from benchmarks import blots, oneclass, oneclass_data
+from benchmarks import blots, combinations, oneclass, oneclass_data
 from benchmarks.benchmark import FACES_DEV_SOURCES, format_rows, shuffled_faces
 from benchmarks.readme import replace_section
 from benchmarks.speed import FULL_HW8_TEST_SET
@@ -171,6 +171,14 @@ def test_results_of_the_first_layout_read_as_fashion_mnist_rows(tmp_path):
     assert oneclass.read_results(tmp_path / "flat.json") == {"fashion-mnist": {"recommended (train.py defaults)": row}}
     (tmp_path / "by_set.json").write_text(json.dumps({"cifar100": {"fcn": row}}))
     assert oneclass.read_results(tmp_path / "by_set.json") == {"cifar100": {"fcn": row}}
+
+
+def test_the_combinations_benchmark_adds_up_duos_members_as_duo_does(trained, test_images):
+    duo = checkpoint.load(trained("duo"))
+    images = test_images[0][:40]
+    rules = combinations.rules(duo, anomaly_scores(duo.geo, images), anomaly_scores(duo.seg, images))
+    np.testing.assert_allclose(rules[combinations.DUOS_RULE], anomaly_scores(duo, images), rtol=1e-4, atol=1e-4)
+    assert all(scores.shape == (40,) and np.isfinite(scores).all() for scores in rules.values())
 
 
 def test_blots_are_painted_where_their_masks_say_and_a_trained_autoencoder_points_at_them(trained, normal_images):

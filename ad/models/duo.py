@@ -4,10 +4,14 @@ things unlike the normal ones (not a face, another kind of garment), `seg` for f
 
 Neither serves both: geo learns how a normal thing sits in the frame, not what its surface looks like,
 and seg finds flaws but not a well-made thing of another kind. Each is calibrated on the held-out
-normal images; the score is the larger of the two on one common scale (a member's score relative to
-its own normal images: 0 at their median, 1 at their 99th percentile), so either raises the alarm and
-neither's units matter. Where the flaw is comes from seg: its heat map, region and picture.
+normal images, and the score combines how rare each finds the image among them, as Fisher's method
+combines p-values: the sum of -ln(share of normal images that score at least as high). A member's units
+and the shape of its scores do not matter, either can raise the alarm, and one member's noise on normal
+images costs less than it does with the larger of two scores (benchmarks: README, "Flaws on normal
+things"). Where the flaw is comes from seg: its heat map, region and picture.
 """
+
+import math
 
 import torch
 
@@ -18,7 +22,7 @@ from ad.models.registry import create_model, register_model
 from ad.models.seg import DEFECT_SIZE
 from ad.preprocess import resize
 
-MEDIAN, HIGH = (round(p / 100 * (CALIBRATION_POINTS - 1)) for p in (50, 99))  # indices into the quantiles
+TAIL_FROM, TAIL_AT = (round(p / 100 * (CALIBRATION_POINTS - 1)) for p in (90, 99))  # indices into the quantiles
 GEO_SIZE = 64  # geo's windows are boxes on the 64x64 image
 
 
@@ -26,9 +30,9 @@ GEO_SIZE = 64  # geo's windows are boxes on the 64x64 image
 class Duo(Detector):
     tagline = "both kinds: unlike the normal ones, or flawed"
     summary = ("Two detectors in one: geo (is this the kind of thing it learned?) and seg (is there a flaw "
-               "on it?), each calibrated on normal images; the more alarmed of the two decides.")
-    score_description = ("the larger of geo's and seg's scores, each measured against its own normal images "
-                         "(0 at their median, 1 at their 99th percentile)")
+               "on it?), each calibrated on normal images; their surprises add up.")
+    score_description = ("how rare geo and seg each find the image among their normal images: the sum of "
+                         "-ln(share of them scoring at least as high), 4.6 for each member at their 99th percentile")
     picture_label = "Where seg sees a defect (red: likely)"
     heat_title = "Defect probability per pixel (seg)"
     heat_unit = "probability that the pixel is part of a defect"
@@ -65,13 +69,21 @@ class Duo(Detector):
     def loss(self, x):
         return self.geo.loss(resize(x, GEO_SIZE)) + self.seg.loss(x)
 
-    def _on_normal_scale(self, member, scores):
-        """0 at the median normal image, 1 at the 99th percentile: torch operations only (ONNX)."""
+    def _surprise(self, member, scores):
+        """-ln(share of the member's held-out normal images scoring at least as high): 0.7 at their
+        median, ln 100 = 4.6 at their 99th percentile. Past it, where a few hundred images say little,
+        the tail goes on as an exponential through the 90th and 99th percentiles (each such distance a
+        tenth as likely), so the rarest images still rank. Torch operations only (ONNX)."""
         quantiles = member.normal_score_quantiles
-        return (scores - quantiles[MEDIAN]) / (quantiles[HIGH] - quantiles[MEDIAN]).clamp_min(1e-12)
+        # the share below, interpolated between successive quantiles (continuous, no searchsorted)
+        steps = (scores[:, None] - quantiles[None, :-1]) / (quantiles[1:] - quantiles[:-1]).clamp_min(1e-12)
+        share_below = steps.clamp(0, 1).mean(dim=1).clamp(max=0.99)
+        spread = (quantiles[TAIL_AT] - quantiles[TAIL_FROM]).clamp_min(1e-12)
+        tail = math.log(100) + math.log(10) * (scores - quantiles[TAIL_AT]) / spread
+        return torch.where(scores > quantiles[TAIL_AT], tail, -torch.log1p(-share_below))
 
     def _combined(self, geo_scores, seg_scores):
-        return torch.maximum(self._on_normal_scale(self.geo, geo_scores), self._on_normal_scale(self.seg, seg_scores))
+        return self._surprise(self.geo, geo_scores) + self._surprise(self.seg, seg_scores)
 
     def score(self, x):
         return self._combined(self.geo.score(resize(x, GEO_SIZE)), self.seg.score(x))
