@@ -23,6 +23,7 @@ import torch
 from ad import checkpoint
 from ad.data import load_test_set, standardize_images
 from ad.evaluation import roc_auc
+from ad.models.base import CALIBRATION_POINTS
 from ad.models.duo import TAIL_AT
 from ad.scoring import anomaly_scores
 from ad.training import train, train_config
@@ -31,7 +32,7 @@ from benchmarks.oneclass_data import DATASETS
 from benchmarks.readme import markdown_table, publish
 
 ONE_CLASS = 0  # Fashion-MNIST's T-shirt/top, CIFAR-100's aquatic mammals: the first of each, not a chosen one
-MEDIAN = 500  # index of the 50% quantile among the stored 1,001
+MEDIAN = (CALIBRATION_POINTS - 1) // 2  # index of the stored 50% quantile
 DUOS_RULE = "**duo's: Fisher's method, the sum of their surprises**"
 
 
@@ -43,7 +44,7 @@ def normal_scaled(member, scores):
 
 def rules(duo, geo, seg):
     """name -> combined scores, from the members' raw test scores."""
-    surprise = {name: duo._surprise(member, torch.as_tensor(scores)).numpy()
+    surprise = {name: duo.surprise(member, torch.as_tensor(scores)).numpy()
                 for name, member, scores in (("geo", duo.geo, geo), ("seg", duo.seg, seg))}
     a, b = normal_scaled(duo.geo, geo), normal_scaled(duo.seg, seg)
     return {

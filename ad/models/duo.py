@@ -69,7 +69,7 @@ class Duo(Detector):
     def loss(self, x):
         return self.geo.loss(resize(x, GEO_SIZE)) + self.seg.loss(x)
 
-    def _surprise(self, member, scores):
+    def surprise(self, member, scores):
         """-ln(share of the member's held-out normal images scoring at least as high): 0.7 at their
         median, ln 100 = 4.6 at their 99th percentile. Past it, where a few hundred images say little,
         the tail goes on as an exponential through the 90th and 99th percentiles (each such distance a
@@ -82,15 +82,15 @@ class Duo(Detector):
         tail = math.log(100) + math.log(10) * (scores - quantiles[TAIL_AT]) / spread
         return torch.where(scores > quantiles[TAIL_AT], tail, -torch.log1p(-share_below))
 
-    def _combined(self, geo_scores, seg_scores):
-        return self._surprise(self.geo, geo_scores) + self._surprise(self.seg, seg_scores)
+    def combined(self, geo_scores, seg_scores):
+        return self.surprise(self.geo, geo_scores) + self.surprise(self.seg, seg_scores)
 
     def score(self, x):
-        return self._combined(self.geo.score(resize(x, GEO_SIZE)), self.seg.score(x))
+        return self.combined(self.geo.score(resize(x, GEO_SIZE)), self.seg.score(x))
 
     @torch.no_grad()
     def explain(self, x):
         flaws = self.seg.explain(x)
-        return self.explanation(self._combined(self.geo.score(resize(x, GEO_SIZE)), flaws.score), flaws.picture,
+        return self.explanation(self.combined(self.geo.score(resize(x, GEO_SIZE)), flaws.score), flaws.picture,
                                 flaws.pixels)
 
