@@ -23,8 +23,7 @@ import torch
 from ad import checkpoint
 from ad.data import load_test_set, standardize_images
 from ad.evaluation import roc_auc
-from ad.models.base import CALIBRATION_POINTS
-from ad.models.duo import TAIL_AT
+from ad.models.base import CALIBRATION_POINTS, TAIL_AT
 from ad.scoring import anomaly_scores
 from ad.training import train, train_config
 from benchmarks.defects import DEFAULT_DATA
@@ -44,7 +43,7 @@ def normal_scaled(member, scores):
 
 def rules(duo, geo, seg):
     """name -> combined scores, from the members' raw test scores."""
-    surprise = {name: duo.surprise(member, torch.as_tensor(scores)).numpy()
+    surprise = {name: member.surprise(torch.as_tensor(scores)).numpy()
                 for name, member, scores in (("geo", duo.geo, geo), ("seg", duo.seg, seg))}
     a, b = normal_scaled(duo.geo, geo), normal_scaled(duo.seg, seg)
     return {

@@ -157,10 +157,10 @@ def test_duo_adds_up_how_rare_each_member_finds_an_image():
     model.geo.calibrate(np.arange(1000.0))  # geo: normal scores 0 .. 999
     model.seg.calibrate(np.arange(1000.0) / 1000)  # seg: another scale, the same ranks
     geo, seg = torch.tensor([499.5, 989.0, 2000.0]), torch.tensor([0.4995, 0.989, 2.0])
-    surprise = model.surprise(model.geo, geo)
+    surprise = model.geo.surprise(geo)
     np.testing.assert_allclose(surprise[:2], [np.log(2), np.log(100)], rtol=1e-3)  # median; 99th percentile
     assert surprise[2] > surprise[1] + 10  # past the last normal score it keeps rising: the rarest still rank
-    np.testing.assert_allclose(model.surprise(model.seg, seg), surprise, rtol=1e-4)  # units do not matter
+    np.testing.assert_allclose(model.seg.surprise(seg), surprise, rtol=1e-4)  # units do not matter
     np.testing.assert_allclose(model.combined(geo, seg), 2 * surprise, rtol=1e-4)
     assert model.combined(geo[:1], seg[2:]) > model.combined(geo[1:2], seg[1:2])  # one alarmed member is enough
 

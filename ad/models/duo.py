@@ -11,18 +11,15 @@ images costs less than it does with the larger of two scores (benchmarks: README
 things"). Where the flaw is comes from seg: its heat map, region and picture.
 """
 
-import math
-
 import torch
 
 from ad.data import CENTRE, IMAGE_SIZE, WHOLE
 from ad.errors import InputError
-from ad.models.base import CALIBRATION_POINTS, Detector
+from ad.models.base import Detector
 from ad.models.registry import create_model, register_model
 from ad.models.seg import DEFECT_SIZE
 from ad.preprocess import resize
 
-TAIL_FROM, TAIL_AT = (round(p / 100 * (CALIBRATION_POINTS - 1)) for p in (90, 99))  # indices into the quantiles
 GEO_SIZE = 64  # geo's windows are boxes on the 64x64 image
 
 
@@ -69,28 +66,17 @@ class Duo(Detector):
     def loss(self, x):
         return self.geo.loss(resize(x, GEO_SIZE)) + self.seg.loss(x)
 
-    def surprise(self, member, scores):
-        """-ln(share of the member's held-out normal images scoring at least as high): 0.7 at their
-        median, ln 100 = 4.6 at their 99th percentile. Past it, where a few hundred images say little,
-        the tail goes on as an exponential through the 90th and 99th percentiles (each such distance a
-        tenth as likely), so the rarest images still rank. Torch operations only (ONNX)."""
-        quantiles = member.normal_score_quantiles
-        # the share below, interpolated between successive quantiles (continuous, no searchsorted)
-        steps = (scores[:, None] - quantiles[None, :-1]) / (quantiles[1:] - quantiles[:-1]).clamp_min(1e-12)
-        share_below = steps.clamp(0, 1).mean(dim=1).clamp(max=0.99)
-        spread = (quantiles[TAIL_AT] - quantiles[TAIL_FROM]).clamp_min(1e-12)
-        tail = math.log(100) + math.log(10) * (scores - quantiles[TAIL_AT]) / spread
-        return torch.where(scores > quantiles[TAIL_AT], tail, -torch.log1p(-share_below))
+    def geo_score(self, x):
+        return self.geo.score(resize(x, GEO_SIZE))
 
     def combined(self, geo_scores, seg_scores):
-        return self.surprise(self.geo, geo_scores) + self.surprise(self.seg, seg_scores)
+        """Fisher's method: the members' surprises (Detector.surprise) add up."""
+        return self.geo.surprise(geo_scores) + self.seg.surprise(seg_scores)
 
     def score(self, x):
-        return self.combined(self.geo.score(resize(x, GEO_SIZE)), self.seg.score(x))
+        return self.combined(self.geo_score(x), self.seg.score(x))
 
     @torch.no_grad()
     def explain(self, x):
         flaws = self.seg.explain(x)
-        return self.explanation(self.combined(self.geo.score(resize(x, GEO_SIZE)), flaws.score), flaws.picture,
-                                flaws.pixels)
-
+        return self.explanation(self.combined(self.geo_score(x), flaws.score), flaws.picture, flaws.pixels)
