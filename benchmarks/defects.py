@@ -14,6 +14,7 @@ Each run adds its rows to benchmarks/defects_results.json (keyed by the data fol
 import argparse
 import json
 import os
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ ROWS = {
     "recommended (train.py defaults)": {},
     "seg (its own defaults: 128 px, the whole picture)": {"arch": "seg"},
     "duo (geo and seg in one, 128 px, the whole picture)": {"arch": "duo"},
+    "seg with DRAEM's reconstructive network": {"arch": "seg", "model": {"reconstructor_width": 8}},
+    "duo with seg's reconstructive network": {"arch": "duo", "model": {"seg": {"reconstructor_width": 8}}},
     "fcn": {"arch": "fcn", **AUTOENCODER},
     "cnn": {"arch": "cnn", **AUTOENCODER},
     "vae": {"arch": "vae", **AUTOENCODER},
@@ -73,7 +76,7 @@ def run_row(options, data, workdir):
 
 def command(options):
     flags = [f"--{k.replace('_', '-')} {v}" for k, v in options.items() if k != "model"]
-    flags += [f"--set {k}={json.dumps(v).replace(' ', '')}" for k, v in options.get("model", {}).items()]
+    flags += [f"--set {shlex.quote(k + '=' + json.dumps(v).replace(' ', ''))}" for k, v in options.get("model", {}).items()]
     return f"`python train.py --data DATA/train/good --out DIR{''.join(' ' + f for f in flags)}`"
 
 

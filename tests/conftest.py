@@ -118,13 +118,15 @@ def shared_tmp(tmp_path_factory, worker_id):
 
 @pytest.fixture(scope="session")
 def trained_on_texture(tmp_path_factory, shared_tmp):
-    """The small segmenter trained on textured surfaces, as `trained` trains the other models."""
+    """The small segmenter, with a reconstructor, trained on textured surfaces as `trained` trains the
+    other models (`trained("seg")`: the default, without one)."""
     from ad.training import TrainConfig
     folder = tmp_path_factory.mktemp("texture")
     np.save(folder / "surfaces.npy", make_textures(400))
     return train_once(shared_tmp / "texture" / "seg", lambda: TrainConfig(
         arch="seg", data=str(folder / "surfaces.npy"), out=str(shared_tmp / "texture" / "seg"), overwrite=True,
-        epochs=SMALL_EPOCHS["seg"], batch_size=32, lr=3e-3, warmup_steps=5, model=small("seg"), holdout=0.1))
+        epochs=SMALL_EPOCHS["seg"], batch_size=32, lr=3e-3, warmup_steps=5, holdout=0.1,
+        model={**small("seg"), "reconstructor_width": 4}))
 
 
 def write_mvtec(root, normal, flawed, masks, kind="patch", mask_suffix="_mask"):

@@ -2,20 +2,30 @@
 
 import gzip
 import json
+import shlex
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from ad import checkpoint
+from ad.cli import parse_model_options
 from ad.data import load_test_set
 from ad.evaluation import auc_by_source
 from ad.scoring import anomaly_scores
-from benchmarks import blots, combinations, oneclass, oneclass_data
+from benchmarks import blots, combinations, defects, oneclass, oneclass_data
 from benchmarks.benchmark import FACES_DEV_SOURCES, format_rows, shuffled_faces
 from benchmarks.readme import replace_section
 from benchmarks.speed import FULL_HW8_TEST_SET
 from conftest import ROOT, SAMPLE_TESTSET, make_images, small
+
+
+def test_the_defect_benchmarks_commands_give_train_py_each_rows_options_through_a_shell():
+    """README shows each row's command; pasted into a shell, its --set values must still be JSON."""
+    for options in defects.ROWS.values():
+        argv = shlex.split(defects.command(options).strip("`"))
+        assert parse_model_options([argv[i + 1] for i, flag in enumerate(argv) if flag == "--set"]) == \
+            options.get("model", {})
 
 
 def test_shuffled_faces_rearrange_the_same_tiles():

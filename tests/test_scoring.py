@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ad import InputError, create_model, list_models, load_model
 from ad.evaluation import roc_auc
@@ -133,6 +134,19 @@ def test_the_segmenter_finds_a_flaw_on_a_normal_surface_and_outlines_it(trained_
     assert np.mean(inside) > 1.5 * np.mean(outside)  # the heat map points at the flaw
     assert np.median(on_flaw) > 0.6  # and most of the outlined region lies on it
     assert not detect(model, make_textures(1, seed=4)[0]).region(99.9).any()  # a clean surface: nothing
+
+
+def test_the_segmenters_reconstructor_rebuilds_a_stained_surface_as_a_normal_one(trained_on_texture):
+    """DRAEM's reconstructive network: inside a wide stain it puts back the surface the stain hid
+    (nearer the clean picture than the stained one is), which the segmenter reads beside the picture."""
+    model = load_model(trained_on_texture)
+    clean = make_textures(8, seed=5)
+    stained, masks = add_stains(clean, seed=5, radius=14)
+    with torch.no_grad():
+        _, rebuilt = model.logits(model.preprocess(stained))
+    clean_x, stained_x = model.preprocess(clean), model.preprocess(stained)
+    inside = (F.interpolate(torch.from_numpy(masks)[:, None].float(), size=clean_x.shape[-2:]) > 0.5).expand_as(clean_x)
+    assert (rebuilt - clean_x)[inside].abs().mean() < 0.5 * (stained_x - clean_x)[inside].abs().mean()
 
 
 def test_one_duo_checkpoint_raises_the_alarm_for_both_kinds_of_anomaly(trained, test_images):

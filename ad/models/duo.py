@@ -17,7 +17,8 @@ from ad.data import CENTRE, IMAGE_SIZE, WHOLE
 from ad.errors import InputError
 from ad.models.base import Detector
 from ad.models.registry import create_model, register_model
-from ad.models.seg import DEFECT_SIZE
+from ad.models.geo import TransformPredictor
+from ad.models.seg import DEFECT_SIZE, DefectSegmenter
 from ad.preprocess import resize
 
 GEO_SIZE = 64  # geo's windows are boxes on the 64x64 image
@@ -34,8 +35,7 @@ class Duo(Detector):
     heat_title = "Defect probability per pixel (seg)"
     heat_unit = "probability that the pixel is part of a defect"
     heat_full_scale = 1.0
-    small_config = {"geo": {"channels": [8, 16, 32], "view_size": 24, "windows": [[0, 0, 64, 64]]},
-                    "seg": {"width": 4, "depth": 2}}
+    small_config = {"geo": TransformPredictor.small_config, "seg": DefectSegmenter.small_config}
     training_defaults = {"image_size": DEFECT_SIZE, "fit": WHOLE, "batch_size": 16, "min_steps": 700}
 
     def __init__(self, *, geo=None, seg=None, crop=None, image_size=IMAGE_SIZE, fit=CENTRE):
