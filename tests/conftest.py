@@ -1,5 +1,6 @@
 """Shared fixtures: images the tests make, one tiny trained model per architecture; environment first."""
 
+import copy
 import json
 import os
 import socket
@@ -35,7 +36,7 @@ torch.set_num_threads(1)
 
 def small(arch):
     """The architecture's own small configuration: real, and trained in seconds on a CPU."""
-    return dict(model_class(arch).small_config)
+    return copy.deepcopy(model_class(arch).small_config)  # duo's holds its members' own: never edit those
 
 
 def make_images(count, kind="normal", seed=0):
