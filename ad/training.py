@@ -199,6 +199,8 @@ def train(cfg, on_epoch=None):
             stop = end_epoch(run, epoch, train_loss, on_epoch) if rank == 0 else False
             if stop_everywhere(run, stop):
                 break
+        if world > 1:
+            dist.barrier()  # every rank done before any tears the group down (gloo aborts otherwise)
         return run.model
     finally:
         if world > 1:
