@@ -40,12 +40,11 @@ def model_card(model, metrics=None, training=None):
                          pipeline_tag="image-classification", model_name=f"{model.architecture} anomaly detector",
                          metrics=[key for key in metric_titles() if key in metrics] if metrics else None,
                          eval_results=eval_results(metrics, training) if metrics else None)
-    options = {k: v for k, v in model.config.items() if k != "architecture"}
     lines = [f"# `{model.architecture}` anomaly detector", "",
              f"{model.summary} Trained on normal images only; of any RGB picture it reads {model.sees()}. "
              f"Score: {model.score_description}; higher means more anomalous.", "",
              f"- architecture: `{model.architecture}`, {model.parameter_count():,} parameters",
-             f"- configuration: `{json.dumps(options)}`",
+             f"- configuration: `{json.dumps(model.options)}`",
              f"- input format: `image_size` {model.image_size}, `fit` `{model.fit}` ({FITS[model.fit]}); "
              f"crop box (top, left, height, width) on that square: `{model.crop}`"]
     if training:

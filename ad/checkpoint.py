@@ -28,8 +28,8 @@ from ad import hub
 from ad.card import model_card
 from ad.errors import InputError
 from ad.files import atomic_path, current_umask, write_json, write_text
-from ad.models.registry import (CONFIG_FILE, WEIGHTS_FILE, create_model, list_models, load_folder, looks_like_a_path,
-                                read_json)
+from ad.models.registry import (CONFIG_FILE, WEIGHTS_FILE, list_models, load_folder, looks_like_a_path,
+                                model_from_config, read_json)
 
 METRICS_FILE = "metrics.json"
 TRAINING_FILE = "training.json"
@@ -200,8 +200,7 @@ def read_resume_state(folder):
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise InputError(f"{path}: resume state is unreadable ({e})") from None
-    config = json.loads(metadata["config"])
-    model = create_model(config.pop("architecture"), **config)
+    model = model_from_config(json.loads(metadata["config"]), path)
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
                           strict=True)
     optimizer = {"state": {}, "param_groups": json.loads(metadata["param_groups"])}

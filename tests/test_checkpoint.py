@@ -18,7 +18,7 @@ from conftest import small
 
 
 def calibrated(arch, normal_images, **config):
-    model = create_model(arch, **small(arch), **config).eval()
+    model = create_model(arch, **{**small(arch), **config}).eval()
     calibrate(model, normal_images[:50])  # a duo's members too
     return model
 
@@ -153,6 +153,31 @@ def test_a_checkpoint_without_an_input_format_reads_as_hw8s(fcn_folder, normal_i
     (fcn_folder / "config.json").write_text(json.dumps(config))
     model = load_model(fcn_folder)
     assert model.input_format == {"size": IMAGE_SIZE, "fit": CENTRE} and model.image_size == IMAGE_SIZE
+
+
+@pytest.mark.parametrize("arch", ["seg", "duo"])
+def test_a_segmenter_written_before_padding_was_an_option_loads_padded_by_zeros(arch, tmp_path, normal_images):
+    """Config format 1 stated no padding: those U-Nets were trained padded by zeros, read them so."""
+    zeros = {"padding": "zeros"} if arch == "seg" else {"seg": {**small("seg"), "padding": "zeros"}}
+    model = calibrated(arch, normal_images, **zeros)
+    checkpoint.save(model, tmp_path / arch)
+    config = json.loads((tmp_path / arch / "config.json").read_text())
+    assert config.pop("format") == 2
+    del (config if arch == "seg" else config["seg"])["padding"]
+    (tmp_path / arch / "config.json").write_text(json.dumps(config))
+    x = model.preprocess(normal_images[:4])
+    for loaded in (load_model(tmp_path / arch), type(model).from_pretrained(str(tmp_path / arch))):
+        with torch.no_grad():
+            assert torch.equal(loaded.score(x), model.score(x))
+    new = create_model(arch, **small(arch))
+    assert (new if arch == "seg" else new.seg).net.down[0][0].padding_mode == "reflect"  # the default now
+
+
+def test_a_config_of_a_newer_format_is_refused_naming_the_file(fcn_folder):
+    config = json.loads((fcn_folder / "config.json").read_text())
+    (fcn_folder / "config.json").write_text(json.dumps({**config, "format": 99}))
+    with pytest.raises(InputError, match=r"config.json: config format 99; expected 1 to 2"):
+        load_model(fcn_folder)
 
 
 def test_the_input_format_travels_with_the_checkpoint(tmp_path, normal_images):

@@ -69,6 +69,16 @@ def test_input_sizes_the_architecture_cannot_take_are_refused(size, message):
         create_model("cnn", **small("cnn"), input_size=size)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"padding": "circular"}, "seg's padding 'circular': expected one of reflect, zeros"),
+    ({"image_size": 16, "depth": 4}, "seg at 16 px with depth 4: the deepest level would be under 2 px; "
+                                     "expected a depth of at most 3")])
+def test_segmenters_it_cannot_build_are_refused(options, message):
+    with pytest.raises(InputError, match=message):
+        create_model("seg", **{**small("seg"), **options})
+    create_model("seg", **{**small("seg"), **options, "depth": 3, "padding": "zeros"})  # what the message offers
+
+
 @pytest.mark.parametrize("arch", list_models())
 def test_loss_falls_when_training(arch, normal_images):
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from ad.data import CENTRE, IMAGE_SIZE, check_input_format
 from ad.errors import InputError
 from ad.files import atomic_path, write_json
-from ad.models.registry import CONFIG_FILE, WEIGHTS_FILE, load_folder, looks_like_a_path
+from ad.models.registry import CONFIG_FILE, CONFIG_FORMAT, WEIGHTS_FILE, load_folder, looks_like_a_path, read_json
 from ad.preprocess import parse_crop, preprocess
 
 CALIBRATION_POINTS = 1001  # quantiles 0.0%, 0.1%, ..., 100.0% of held-out normal scores
@@ -119,8 +119,19 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
                            heat=(pixels / self.heat_full_scale).clamp(0, 1))
 
     @property
+    def options(self):
+        """The constructor's arguments: what config.json holds besides the architecture and its format."""
+        return dict(self._hub_mixin_config)
+
+    @property
     def config(self):
-        return {"architecture": self.architecture, **self._hub_mixin_config}
+        return {"architecture": self.architecture, "format": CONFIG_FORMAT, **self.options}
+
+    @classmethod
+    def upgrade_options(cls, options, written_in):
+        """The constructor's arguments for a config.json of an older format (`written_in`), meaning
+        what they meant when its checkpoint was trained (ad.models.registry.CONFIG_FORMAT)."""
+        return options
 
     @property
     def device(self):
@@ -155,7 +166,8 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         model = load_folder(folder, name=model_id)
         if not isinstance(model, cls):
             raise InputError(f"{model_id}: holds a '{model.architecture}' model, not a {cls.__name__}")
-        changed = [k for k, v in model_kwargs.items() if json.loads(json.dumps(v)) != model.config.get(k, object())]
+        written = read_json(folder / CONFIG_FILE)
+        changed = [k for k, v in model_kwargs.items() if json.loads(json.dumps(v)) != written.get(k, object())]
         if changed:  # the mixin passes config.json's own values; a checkpoint's weights fit no other
             raise InputError(f"{model_id}: from_pretrained loads the configuration in {CONFIG_FILE} as it "
                              f"is; {', '.join(sorted(changed))} cannot be given here")

@@ -50,6 +50,10 @@ class Duo(Detector):
         self.geo = create_model("geo", **(geo or {}), image_size=image_size, fit=fit)
         self.seg = create_model("seg", **(seg or {}), image_size=image_size, fit=fit)
 
+    @classmethod
+    def upgrade_options(cls, options, written_in):
+        return {**options, "seg": DefectSegmenter.upgrade_options(options.get("seg") or {}, written_in) or None}
+
     @property
     def members(self):
         """The detectors inside (submodules: their weights and calibrations travel in this model's

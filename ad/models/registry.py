@@ -48,11 +48,24 @@ def create_model(name, **config):
 # ---------------------------------------------------------------- the strict core load
 
 CONFIG_FILE = "config.json"  # the architecture and its constructor arguments (the __init__ keywords)
+# config.json's own format, written in it as "format" (absent: 1). A loader reads an older one as its
+# checkpoint was trained (Detector.upgrade_options). 2: seg states its `padding` (in 1: zeros).
+CONFIG_FORMAT = 2
 WEIGHTS_FILE = "model.safetensors"  # the weights and the calibration (normal_score_quantiles)
 
 
 # Buffers that checkpoints written before them lack: loaded as empty (uncalibrated), nothing else is.
 ADDED_LATER = ("normal_peak_pixel_quantiles",)
+
+
+def model_from_config(config, source):
+    """The untrained model a config.json (or a resume state's copy of it, `source`) describes, in any format."""
+    options = dict(config)
+    name, written_in = options.pop("architecture"), options.pop("format", 1)
+    if not isinstance(written_in, int) or not 1 <= written_in <= CONFIG_FORMAT:
+        raise InputError(f"{source}: config format {written_in!r}; expected 1 to {CONFIG_FORMAT} (a newer "
+                         "version of this project wrote it: update it to read this checkpoint)")
+    return create_model(name, **model_class(name).upgrade_options(options, written_in))
 
 
 def load_folder(folder, name=None, require_calibration=True):
@@ -67,11 +80,11 @@ def load_folder(folder, name=None, require_calibration=True):
         if not (folder / file).is_file():
             raise InputError(f"{name}: checkpoint has no {file}; expected a folder with "
                              f"{CONFIG_FILE} and {WEIGHTS_FILE} (as written by train.py)")
-    config = dict(read_json(folder / CONFIG_FILE, required=True))
+    config = read_json(folder / CONFIG_FILE, required=True)
     if "architecture" not in config:
         raise InputError(f"{folder / CONFIG_FILE}: no 'architecture' key; expected one of "
                          f"{', '.join(list_models())}")
-    model = create_model(config.pop("architecture"), **config)
+    model = model_from_config(config, folder / CONFIG_FILE)
     try:
         state = load_file(folder / WEIGHTS_FILE)
     except (SafetensorError, OSError, ValueError) as e:

@@ -103,7 +103,7 @@ def card(model, folder, image_count):
             f"trained on {plural(image_count - (held or 0), 'image')} ({held or 0:,} more held out "
             f"to calibrate it) for {plural(len(record.get('history', [])), 'epoch')} in "
             f"{record.get('history', [{}])[-1].get('seconds', 0):.0f} s. Options: "
-            f"`{json.dumps({k: v for k, v in model.config.items() if k != 'architecture'})}`  \n"
+            f"`{json.dumps(model.options)}`  \n"
             f"{model.summary}")
 
 
