@@ -5,8 +5,8 @@ With `reconstructor_width` set, DRAEM's reconstructive network comes first: an e
 without skips (it cannot copy a flaw through) rebuilds a normal-looking version of the picture, and
 the segmenter reads the picture beside it. Alone, the segmenter marks the outlines of large flaws but
 not their insides, where the surface looks locally normal. On tiles the rebuild lifts pixel ROC-AUC
-(0.55 -> 0.60 in duo) for 36% more training time and no better image ROC-AUC or AUPRO, so it is off by
-default (README: the defect benchmark).
+(0.56 -> 0.58 in duo) for a third more training time and no better image ROC-AUC or AUPRO, so it is
+off by default (README: the defect benchmark).
 
 Its heat map is the probability that each pixel is part of a defect, the same scale for every image,
 so it points at a flaw rather than at the image's own busiest part; the image score is the mean of
