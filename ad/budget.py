@@ -24,15 +24,18 @@ def seconds_per_call(step, repeats=3):
 
 def seconds_per_step(architecture, device, batch_size=128, image_size=64):
     """One training step of the architecture's default size on `device`, on random images of this
-    batch and size."""
+    batch and size (for a model that only remembers, reading one batch)."""
     key = (architecture, str(device), batch_size, image_size)
     if key not in _STEP_SECONDS:
         model = create_model(architecture, image_size=image_size).to(device)
-        optimizer = torch.optim.AdamW(model.parameters())
+        optimizer = torch.optim.AdamW(model.parameters()) if model.learns_by_gradient else None
         images = np.random.default_rng(0).integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8)
         x = model.preprocess(images)
 
         def step():
+            if optimizer is None:  # a memory (ad.models.patch): its training reads each batch once
+                with torch.no_grad():
+                    return model.loss(x)
             loss = model.loss(x)
             optimizer.zero_grad()
             loss.backward()

@@ -11,7 +11,7 @@ from ad import checkpoint
 from ad.data import FITS, load_images, load_test_set
 from ad.device import CPU_BATCH_SIZE, GPU_BATCH_SIZE, pick_device
 from ad.errors import InputError
-from ad.models import list_models
+from ad.models import list_models, model_class
 from ad.preprocess import crop_box
 from ad.scoring import anomaly_scores, calibrate, explain_all
 from ad.training import TrainConfig, train_config
@@ -34,9 +34,12 @@ def add_train_arguments(parser):
     add("--data", help="the normal images (required unless --resume): an .npy (HW8's trainingset.npy "
         "or any array of images), a folder of images or a .zip of images")
     add("--out", required=True, help="checkpoint folder to write")
-    least = ", ".join(f"{name} {train_config(arch=name).min_steps}" for name in list_models())
+    stepping = [name for name in list_models() if model_class(name).learns_by_gradient]
+    least = ", ".join(f"{name} {train_config(arch=name).min_steps}" for name in stepping)
+    remembering = ", ".join(name for name in list_models() if name not in stepping)
     add("--epochs", type=int, help="passes over the training images (default: 3, more (up to 50) for small "
-        f"sets, so that training takes at least the architecture's minimum of steps: {least})")
+        f"sets, so that training takes at least the architecture's minimum of steps: {least}; "
+        f"{remembering} only remember the images, in one pass)")
     add("--minutes", type=float, help="train for about this long instead: the epochs that fit, after timing "
         "a few steps of this model on this machine (instead of --epochs)")
     add("--batch-size", type=int, help="images per step")

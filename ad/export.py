@@ -50,6 +50,8 @@ def export_onnx(model, path):
                 "output": "anomaly scores (N,): higher is more anomalous",
                 "normal_score_quantiles": json.dumps(model.normal_score_quantiles.tolist()),
                 "threshold_99": repr(model.threshold(99))}
+    if model.max_batch:  # a patch memory compares every neighbourhood of the batch with its memory at once
+        metadata["max_batch"] = str(model.max_batch)
     graph = ScoreGraph(model)
     with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # sizes read as constants: the input is fixed SxS
@@ -67,10 +69,11 @@ def export_onnx(model, path):
 
 
 def onnx_scores(path, images, batch_size=1024):
-    """Scores from an exported graph with onnxruntime on the CPU, batch by batch."""
+    """Scores from an exported graph with onnxruntime on the CPU, batch by batch (at most its max_batch)."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch_size = min(batch_size, int(session.get_modelmeta().custom_metadata_map.get("max_batch", batch_size)))
     images = np.ascontiguousarray(images, dtype=np.uint8)
     return np.concatenate([session.run(None, {"images": images[i:i + batch_size]})[0]
                            for i in range(0, len(images), batch_size)]).astype(np.float64)

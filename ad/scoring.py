@@ -60,13 +60,28 @@ def explain_all(model, images, batch_size=None, desc=None):
 
 def calibrate(model, normal_images):
     """Store where held-out normal images' scores and highest pixel scores lie (the verdict's and
-    the defect region's thresholds); a combined detector's members first, as its score reads theirs."""
+    the defect region's thresholds); a combined detector's members first, as its score reads theirs
+    (a member that only remembers is calibrated once: after every epoch it is the same)."""
     for member in model.members:
-        calibrate(member, normal_images)
+        if member.learns_by_gradient or not member.pixels_calibrated:
+            calibrate(member, normal_images)
     scores, _, peaks = explain_all(model, normal_images, desc="calibrating")
     model.calibrate(scores)
     model.calibrate_pixels(peaks)
     return scores
+
+
+@torch.no_grad()
+def remember(model, normal_images, seed=0, batch_size=64):
+    """Fill the memory of every model that remembers normal images (a patch memory), members first."""
+    for member in model.members:
+        remember(member, normal_images, seed, batch_size)
+    if model.remembers:
+        model.eval()
+        starts = tqdm(range(0, len(normal_images), batch_size), desc=f"remembering ({model.architecture})",
+                      unit="batch", disable=None if len(normal_images) >= 8 * batch_size else True, leave=False)
+        model.remember((model.preprocess(normal_images[start:start + batch_size]) for start in starts),
+                       len(normal_images), seed)
 
 
 def on_picture_square(model, pixels):

@@ -25,7 +25,7 @@ from ad.device import pick_device
 from ad.errors import InputError
 from ad.evaluation import test_metrics
 from ad.models import create_model, model_class
-from ad.scoring import anomaly_scores, calibrate, explain_all, synthetic_defects_auc
+from ad.scoring import anomaly_scores, calibrate, explain_all, remember, synthetic_defects_auc
 
 
 MIN_EPOCHS, MIN_STEPS, MAX_EPOCHS = 3, 100, 50  # what `epochs=None` means
@@ -115,6 +115,8 @@ class Run:
         self.per_rank = len(self.train_idx) // self.world
         self.batch_size = min(self.cfg.batch_size, self.per_rank)
         self.steps_per_epoch = self.per_rank // self.batch_size  # no partial batch: BatchNorm dislikes size 1
+        if not self.model.learns_by_gradient:  # a memory: filled once (start_run), no steps to take
+            self.steps_per_epoch, self.cfg = 0, replace(self.cfg, epochs=1)
         if self.cfg.epochs is None:  # stated in the run's record, so --resume continues with the same
             epochs = budget_epochs(self) if self.cfg.minutes else default_epochs(self.steps_per_epoch,
                                                                                self.cfg.min_steps)
@@ -239,12 +241,15 @@ def start_run(cfg, rank, world, local_rank):
         model, start_epoch, history = state["model"], state["epoch"], state["history"]
     device = pick_device(local_rank)
     model.to(device)
+    if state is None:  # a model (or member) that remembers normal images fills its memory first
+        remember(model, images[train_idx], cfg.seed)
     objective = Objective(model)
-    if world > 1:
+    if world > 1 and model.learns_by_gradient:
         objective = nn.parallel.DistributedDataParallel(
             objective, device_ids=[local_rank] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if state is not None:
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+                 if model.learns_by_gradient else None)  # a memory has nothing to step
+    if state is not None and optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     started = time.time() - (history[-1]["seconds"] if history else 0.0)
     return Run(cfg, rank, world, device, images, train_idx, holdout_idx, test_set, model, objective,
@@ -288,6 +293,9 @@ def train_one_epoch(run, epoch):
         smoothed = loss if smoothed is None else 0.9 * smoothed + 0.1 * loss  # stays on the device
         if not bar.disable and i % LOG_EVERY == 0:
             bar.set_postfix(loss=f"{smoothed.item():.4f}")  # .item() waits for the GPU: only here
+    if smoothed is None:  # no steps (a memory): the loss of one batch of its training images as it stands
+        with torch.inference_mode():
+            smoothed = run.model.loss(run.model.preprocess(run.images[np.sort(order[:run.batch_size])]))
     return smoothed.item()
 
 
@@ -372,6 +380,8 @@ def training_estimate(image_count, architecture, minutes=None, device=None):
     batch = min(cfg.batch_size, max(1, train_count))
     steps, held_out_batches = max(1, train_count // batch), math.ceil(held_out / batch)
     step = seconds_per_step(architecture, device or pick_device(), batch, cfg.image_size)
+    if not model_class(architecture).learns_by_gradient:  # one pass that reads every image once
+        return 1, 0, epoch_seconds(steps, held_out_batches, step)
     epochs = (epochs_within(minutes, steps, held_out_batches, step) if minutes
               else default_epochs(steps, cfg.min_steps))
     return epochs, steps, epochs * epoch_seconds(steps, held_out_batches, step)

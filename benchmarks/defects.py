@@ -39,9 +39,10 @@ AUTOENCODER = {"fit": "whole", "epochs": 20}
 ROWS = {
     "recommended (train.py defaults)": {},
     "seg (its own defaults: 128 px, the whole picture)": {"arch": "seg"},
-    "duo (geo and seg in one, 128 px, the whole picture)": {"arch": "duo"},
+    "duo (geo and seg in one, and a patch memory for its heat map; 128 px, the whole picture)": {"arch": "duo"},
     "seg with DRAEM's reconstructive network": {"arch": "seg", "model": {"reconstructor_width": 8}},
     "duo with seg's reconstructive network": {"arch": "duo", "model": {"seg": {"reconstructor_width": 8}}},
+    "patch (a memory of normal neighbourhoods, 128 px, the whole picture)": {"arch": "patch"},
     "fcn": {"arch": "fcn", **AUTOENCODER},
     "cnn": {"arch": "cnn", **AUTOENCODER},
     "vae": {"arch": "vae", **AUTOENCODER},

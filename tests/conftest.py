@@ -130,6 +130,17 @@ def trained_on_texture(tmp_path_factory, shared_tmp):
         model={**small("seg"), "width": 8, "reconstructor_width": 4}))  # width 4 learned the stains in some seeds only
 
 
+@pytest.fixture(scope="session")
+def patch_on_texture(tmp_path_factory, shared_tmp):
+    """The patch memory of textured surfaces, as train.py makes it (in seconds: it only remembers)."""
+    from ad.training import TrainConfig
+    folder = tmp_path_factory.mktemp("texture-patch")
+    np.save(folder / "surfaces.npy", make_textures(400))
+    return train_once(shared_tmp / "texture" / "patch", lambda: TrainConfig(
+        arch="patch", data=str(folder / "surfaces.npy"), out=str(shared_tmp / "texture" / "patch"), overwrite=True,
+        holdout=0.1, model=small("patch")))
+
+
 def write_mvtec(root, normal, flawed, masks, kind="patch", mask_suffix="_mask"):
     """A test set in MVTec AD's layout: test/good, test/<kind>, ground_truth/<kind>/<name><suffix>.png."""
     from PIL import Image

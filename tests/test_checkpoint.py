@@ -157,12 +157,13 @@ def test_a_checkpoint_without_an_input_format_reads_as_hw8s(fcn_folder, normal_i
 
 @pytest.mark.parametrize("arch", ["seg", "duo"])
 def test_a_segmenter_written_before_padding_was_an_option_loads_padded_by_zeros(arch, tmp_path, normal_images):
-    """Config format 1 stated no padding: those U-Nets were trained padded by zeros, read them so."""
-    zeros = {"padding": "zeros"} if arch == "seg" else {"seg": {**small("seg"), "padding": "zeros"}}
+    """Config format 1 stated no padding: those U-Nets were trained padded by zeros, read them so
+    (and a duo of then had no patch memory)."""
+    zeros = {"padding": "zeros"} if arch == "seg" else {"seg": {**small("seg"), "padding": "zeros"}, "patch": False}
     model = calibrated(arch, normal_images, **zeros)
     checkpoint.save(model, tmp_path / arch)
     config = json.loads((tmp_path / arch / "config.json").read_text())
-    assert config.pop("format") == 2
+    assert config.pop("format") == 3 and config.pop("patch", False) is False
     del (config if arch == "seg" else config["seg"])["padding"]
     (tmp_path / arch / "config.json").write_text(json.dumps(config))
     x = model.preprocess(normal_images[:4])
@@ -173,10 +174,23 @@ def test_a_segmenter_written_before_padding_was_an_option_loads_padded_by_zeros(
     assert (new if arch == "seg" else new.seg).net.down[0][0].padding_mode == "reflect"  # the default now
 
 
+def test_a_duo_written_before_the_patch_memory_loads_without_one_and_shows_segs_map(tmp_path, normal_images):
+    model = calibrated("duo", normal_images, patch=False)
+    checkpoint.save(model, tmp_path / "duo")
+    config = json.loads((tmp_path / "duo" / "config.json").read_text())
+    del config["patch"]
+    (tmp_path / "duo" / "config.json").write_text(json.dumps({**config, "format": 2}))
+    loaded = load_model(tmp_path / "duo")
+    assert loaded.patch is None and loaded.members == [loaded.geo, loaded.seg] and loaded.heat_full_scale == 1.0
+    x = model.preprocess(normal_images[:4])
+    torch.testing.assert_close(loaded.explain(x).pixels, loaded.seg.explain(x).pixels)
+    assert create_model("duo", **small("duo")).patch is not None  # the default now
+
+
 def test_a_config_of_a_newer_format_is_refused_naming_the_file(fcn_folder):
     config = json.loads((fcn_folder / "config.json").read_text())
     (fcn_folder / "config.json").write_text(json.dumps({**config, "format": 99}))
-    with pytest.raises(InputError, match=r"config.json: config format 99; expected 1 to 2"):
+    with pytest.raises(InputError, match=r"config.json: config format 99; expected 1 to 3"):
         load_model(fcn_folder)
 
 

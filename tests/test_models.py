@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from ad import InputError, create_model, list_models
-from ad.models import Detector, Explanation, register_model
-from conftest import small
+from ad.models import Detector, Explanation, model_class, register_model
+from conftest import make_images, small
 
 
 def test_registry_lists_the_homework_architectures_first():
-    assert list_models() == ["fcn", "cnn", "vae", "resnet", "multi", "geo", "seg", "duo"]
+    assert list_models() == ["fcn", "cnn", "vae", "resnet", "multi", "geo", "seg", "patch", "duo"]
 
 
 def test_unknown_architecture_is_named_in_the_error():
@@ -79,7 +79,10 @@ def test_segmenters_it_cannot_build_are_refused(options, message):
     create_model("seg", **{**small("seg"), **options, "depth": 3, "padding": "zeros"})  # what the message offers
 
 
-@pytest.mark.parametrize("arch", list_models())
+GRADIENT_LEARNERS = [name for name in list_models() if model_class(name).learns_by_gradient]
+
+
+@pytest.mark.parametrize("arch", GRADIENT_LEARNERS)  # patch remembers instead: the test below
 def test_loss_falls_when_training(arch, normal_images):
     torch.manual_seed(0)
     model = create_model(arch, **small(arch))
@@ -114,6 +117,18 @@ def test_explain_gives_the_same_named_result_for_every_model(arch, normal_images
     assert result.heat.shape == (3, *x.shape[-2:]) and 0 <= result.heat.min() <= result.heat.max() <= 1
     with torch.no_grad():
         torch.testing.assert_close(result.score, model.score(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_patch_memory_learns_by_remembering_and_takes_no_steps(normal_images):
+    from ad.scoring import remember
+    model = create_model("patch", **small("patch")).eval()
+    assert not model.learns_by_gradient and model.remembers
+    held_out = model.preprocess(normal_images[:64])
+    with torch.no_grad():
+        before = model.loss(held_out).item()
+        remember(model, normal_images[64:])
+        assert model.loss(held_out).item() < 0.5 * before  # unseen normal neighbourhoods are near remembered ones
+        assert model.loss(model.preprocess(make_images(64, "anomaly"))).item() > 2 * model.loss(held_out).item()
 
 
 def test_geo_lays_out_its_views_without_an_empty_cell(normal_images):

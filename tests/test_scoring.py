@@ -121,8 +121,11 @@ def test_training_scoring_and_evaluation_read_at_the_checkpoints_format(data_fil
     assert "wrote 1 scores" in out and '"ensemble"' in out  # a 32x32 and a 64x64 model on one test set
 
 
-def test_the_segmenter_finds_a_flaw_on_a_normal_surface_and_outlines_it(trained_on_texture):
-    model = load_model(trained_on_texture)
+@pytest.mark.parametrize("checkpoint, region_covers", [("trained_on_texture", False), ("patch_on_texture", True)])
+def test_a_flaw_on_a_normal_surface_is_found_and_outlined(checkpoint, region_covers, request):
+    """The segmenter outlines the flaw itself; the patch memory also the neighbourhoods that hold it
+    (up to half its widest box away), so for it the region must cover the flaw, not lie on it."""
+    model = load_model(request.getfixturevalue(checkpoint))
     stained, masks = add_stains(make_textures(8, seed=3), seed=3)
     inside, outside, on_flaw = [], [], []
     for image, mask in zip(stained, masks):
@@ -131,9 +134,9 @@ def test_the_segmenter_finds_a_flaw_on_a_normal_surface_and_outlines_it(trained_
         assert region is not None and region.shape == mask.shape
         inside.append(detection.heat[mask].mean())
         outside.append(detection.heat[~mask].mean())
-        on_flaw.append((region & mask).sum() / max(1, region.sum()))
+        on_flaw.append((region & mask).sum() / max(1, (mask if region_covers else region).sum()))
     assert np.mean(inside) > 1.5 * np.mean(outside)  # the heat map points at the flaw
-    assert np.median(on_flaw) > 0.6  # and most of the outlined region lies on it
+    assert np.median(on_flaw) > 0.6  # and most of the outlined region lies on it (or covers it)
     assert not detect(model, make_textures(1, seed=4)[0]).region(99.9).any()  # a clean surface: nothing
 
 
@@ -152,9 +155,11 @@ def test_the_segmenters_reconstructor_rebuilds_a_stained_surface_as_a_normal_one
 
 def test_one_duo_checkpoint_raises_the_alarm_for_both_kinds_of_anomaly(trained, test_images):
     """Things unlike the normal ones (geo's part) and a flaw on a normal one (seg's part), each
-    against unseen normal images; where the flaw is, seg says (its localising: the test above)."""
+    against unseen normal images; where the flaw is, seg and the patch memory say (their localising:
+    the test above)."""
     model = load_model(trained("duo"))
-    assert model.geo.calibrated and model.seg.calibrated  # calibrated before the duo, whose score reads theirs
+    # calibrated before the duo, whose score and heat map read theirs
+    assert model.geo.calibrated and model.seg.calibrated and model.patch.pixels_calibrated
     images, labels, _ = test_images
     normal = images[labels == 0]
     flawed, _ = add_flaws(normal, side=16)
@@ -163,7 +168,8 @@ def test_one_duo_checkpoint_raises_the_alarm_for_both_kinds_of_anomaly(trained, 
         scores = np.r_[normal_scores, anomaly_scores(model, anomalies)]
         assert roc_auc(np.repeat([0, 1], [len(normal), len(anomalies)]), scores) > 0.75
     x = model.preprocess(flawed[:4])
-    torch.testing.assert_close(model.explain(x).pixels, model.seg.explain(x).pixels)
+    members = [member.explain(x).pixels / member.pixel_threshold(99.0) for member in (model.seg, model.patch)]
+    torch.testing.assert_close(model.explain(x).pixels, members[0] + members[1])  # both say where, each on its scale
 
 
 def test_duo_adds_up_how_rare_each_member_finds_an_image():

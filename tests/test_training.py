@@ -292,6 +292,15 @@ def test_the_train_tabs_lengths_are_time_budgets_on_this_machine(monkeypatch):
     assert steps == 6 and (quick, standard) == (14, 71)  # the epochs that fit in 60 s and in 300 s
     assert quick_seconds <= 60 < 295 < standard_seconds <= 300
     assert ad.training.training_estimate(1000, "geo", minutes=1e-4)[0] == 1  # never no training at all
+    # a memory reads its images once, whatever the budget: one epoch of no steps
+    assert ad.training.training_estimate(1000, "patch", minutes=LENGTHS["standard"])[:2] == (1, 0)
+
+
+def test_a_memory_trains_in_one_pass_of_no_steps_whatever_its_budget(data_files, tmp_path):
+    model = train(train_config(data_files, tmp_path / "patch", "patch", epochs=None, minutes=0.5))
+    training = json.loads((tmp_path / "patch" / "training.json").read_text())
+    assert training["epochs_done"] == training["config"]["epochs"] == 1 and training["finished"]
+    assert model.memory.abs().sum() > 0 and model.calibrated and model.pixels_calibrated  # remembered and calibrated
 
 
 @pytest.mark.parametrize("flags, message", [

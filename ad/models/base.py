@@ -39,6 +39,19 @@ def value_at(percentile, quantiles):
     return float(np.interp(percentile, np.linspace(0, 100, len(quantiles)), quantiles))
 
 
+def mean_of_highest(maps, share):
+    """(B, S, S) -> (B,): the mean of each map's highest `share` of pixels, so that one small flaw
+    counts and one noisy pixel does not."""
+    flat = maps.flatten(1)
+    return flat.topk(max(1, round(share * int(flat.shape[1]))), dim=1).values.mean(dim=1)
+
+
+def marked_in_red(x, amount):
+    """Pictures (B, 3, S, S) on [-1, 1], each pixel drawn toward red by its amount (B, S, S) in [0, 1]."""
+    red = torch.tensor([1.0, -1.0, -1.0], device=x.device)[None, :, None, None]
+    return x * (1 - amount[:, None]) + red * amount[:, None]
+
+
 @dataclass
 class Explanation:
     """What a detector says about a batch, the same fields for every model: the UI never asks which."""
@@ -71,6 +84,9 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     has_latent = False  # True when encode(x) and decode(z) give a latent code to explore
     reconstructs = False  # True when `picture` redraws the input, pixel for pixel (a before/after pair)
     members = ()  # detectors inside this one, each calibrated on the same normal images before it
+    remembers = False  # True when training fills a memory of normal images first (`remember`)
+    learns_by_gradient = True  # False when that is all its training: it takes no optimizer steps
+    max_batch = None  # the most images an exported graph should score at once (None: any number)
 
     def __init__(self, *, crop=None, input_size=IMAGE_SIZE, image_size=IMAGE_SIZE, fit=CENTRE):
         super().__init__()
@@ -110,6 +126,9 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         raise NotImplementedError
 
     def explain(self, x):  # (B, 3, S, S) -> Explanation
+        raise NotImplementedError
+
+    def remember(self, batches, image_count, seed=0):  # model inputs of the training images -> memory filled
         raise NotImplementedError
 
     def explanation(self, score, picture, pixels):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ad.data import CENTRE, IMAGE_SIZE, WHOLE
 from ad.errors import InputError
-from ad.models.base import Detector
+from ad.models.base import Detector, marked_in_red, mean_of_highest
 from ad.models.registry import register_model
 from ad.synthetic import add_defects, blur
 
@@ -118,16 +118,11 @@ class DefectSegmenter(Detector):
         probability = torch.sigmoid(self.logits(x)[0])[:, None]
         return (blur(probability, self.smooth) if self.smooth > 1 else probability)[:, 0]
 
-    def score_of(self, probability):
-        flat = probability.flatten(1)
-        return flat.topk(max(1, round(self.top_share * int(flat.shape[1]))), dim=1).values.mean(dim=1)
-
     def score(self, x):
-        return self.score_of(self.defect_probability(x))
+        return mean_of_highest(self.defect_probability(x), self.top_share)
 
     @torch.no_grad()
     def explain(self, x):
         probability = self.defect_probability(x)
-        red = torch.tensor([1.0, -1.0, -1.0], device=x.device)[None, :, None, None]
-        picture = x * (1 - probability[:, None]) + red * probability[:, None]
-        return self.explanation(self.score_of(probability), picture, probability)
+        score = mean_of_highest(probability, self.top_share)
+        return self.explanation(score, marked_in_red(x, probability), probability)
