@@ -74,7 +74,8 @@ def feature_count(scales):
 class PatchMemory(Detector):
     tagline = "is this surface like any normal one?"
     summary = ("A patch memory: it remembers the neighbourhoods of normal images (brightness, contrast, edges "
-               "and colour at up to five scales); each pixel's heat is how far its neighbourhood lies from the nearest one.")
+               "and colour at up to five scales); each pixel's heat is how far its neighbourhood lies from "
+               "the nearest one.")
     score_description = "the mean distance to the nearest normal neighbourhood of the most unusual 1% of pixels"
     picture_label = "Where the surface is unlike any normal one (red)"
     heat_title = "Distance to the nearest normal neighbourhood"
