@@ -228,6 +228,11 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
         """The stored quantiles of normal images' highest pixels (numpy), or None without pixel calibration."""
         return self.normal_peak_pixel_quantiles.cpu().numpy().astype(np.float64) if self.pixels_calibrated else None
 
+    def normal_peak(self, fallback=1.0):
+        """The highest pixel score of a normal image at the 99th percentile: one scale for every
+        image's heat (full colour there), or `fallback` without pixel calibration."""
+        return self.pixel_threshold(99.0) or fallback
+
     def pixel_threshold(self, percentile=99.0):
         """The pixel score above which a pixel belongs to a defect region at this percentile: that
         share of normal images shows no region at all, as that share of them is judged normal.

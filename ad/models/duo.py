@@ -80,9 +80,9 @@ class Duo(Detector):
 
     @property
     def heat_full_scale(self):
-        """seg's probability without a memory; with one, full colour at the highest pixel of a normal
-        image at the 99th percentile (as geo's; before calibration, each member's normal highest added)."""
-        return 1.0 if self.patch is None else self.pixel_threshold(99.0) or 2.0
+        """seg's probability without a memory; with one, its own normal peak (before calibration, its
+        two members' added)."""
+        return 1.0 if self.patch is None else self.normal_peak(fallback=2.0)
 
     def sees(self):
         memory = f", the patch memory at {self.image_size} px" if self.patch else ""
@@ -107,6 +107,5 @@ class Duo(Detector):
         score = self.combined(self.geo_score(x), flaws.score)
         if self.patch is None:
             return self.explanation(score, flaws.picture, flaws.pixels)
-        pixels = (flaws.pixels / (self.seg.pixel_threshold(99.0) or 1.0)
-                  + self.patch.explain(x).pixels / (self.patch.pixel_threshold(99.0) or 1.0))
+        pixels = flaws.pixels / self.seg.normal_peak() + self.patch.explain(x).pixels / self.patch.normal_peak()
         return self.explanation(score, marked_in_red(x, (pixels / self.heat_full_scale).clamp(0, 1)), pixels)

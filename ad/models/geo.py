@@ -54,7 +54,7 @@ class TransformPredictor(Detector):
     def heat_full_scale(self):
         """Full colour at the highest pixel of a normal image at the 99th percentile: one scale for
         every image. A checkpoint without pixel calibration falls back to each image's own spread."""
-        return self.pixel_threshold(99.0) or 1.0
+        return self.normal_peak()
 
     def __init__(self, *, channels=(16, 32, 64, 128), view_size=32, windows=SHIFTED_WINDOWS, turns=(0, 1, 2, 3),
                  mirrors=False, crop=None, image_size=IMAGE_SIZE, fit=CENTRE):

@@ -106,8 +106,7 @@ class PatchMemory(Detector):
 
     @property
     def heat_full_scale(self):
-        """Full colour at the highest pixel of a normal image at the 99th percentile (as geo's)."""
-        return self.pixel_threshold(99.0) or 1.0
+        return self.normal_peak()
 
     @property
     def max_batch(self):
