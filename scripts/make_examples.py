@@ -13,7 +13,7 @@ from scripts import ROOT
 
 SOURCE_NAMES = {0: "celeba", 1: "utkface", 2: "cifar10"}  # faces-dev's testing_sources.npy ids, in file names
 DISPLAY_NAMES = {0: "CelebA", 1: "UTKFace", 2: "CIFAR-10"}  # the sample set's sources, as the app shows them
-SAMPLE_PER_SOURCE = {0: 120, 1: 60, 2: 60}
+SAMPLE_PER_SOURCE = {0: 60, 1: 20, 2: 20}  # small: it ships in the repository
 EXAMPLES_PER_SOURCE = 6
 
 

@@ -162,10 +162,19 @@ def test_evaluate_matches_the_command_line(client, capsys):
 def test_evaluate_on_the_bundled_sample_names_the_sources(client):
     shown = evaluate(client, "bundled sample", None, None, None, models=SHIPPED)
     assert {row["images"] for row in table(shown["ranking"])} == {"all", "normal vs CIFAR-10", "normal vs UTKFace"}
-    assert "120 normal, 120 anomalous (UTKFace: 60, CIFAR-10: 60)" in shown["overview"]
+    assert "60 normal, 40 anomalous (CIFAR-10: 20, UTKFace: 20)" in shown["overview"]
     assert "Model agreement" in shown["overview"] and len(table(shown["agreement"])) == len(SHIPPED)
     assert all(", CIFAR-10: score" in item["caption"] or ", UTKFace: score" in item["caption"]
                for item in value(shown["flagged"])[:5])  # the most anomalous, named by kind
+
+
+def test_the_tabs_describe_the_bundled_sample_from_its_files():
+    from ad.ui.uploads import sample_summary
+    summary = sample_summary(SAMPLE_TESTSET)
+    labels = np.load(SAMPLE_TESTSET / "testing_labels.npy")
+    assert (summary.images, summary.normal) == (len(labels), int((labels == 0).sum()))
+    assert summary.text == f"{len(labels)} labelled images ({summary.normal} normal faces, 20 CIFAR-10, 20 UTKFace)"
+    assert sample_summary(None) is None
 
 
 def test_evaluate_without_labels_ranks_flags_and_writes_the_csvs(client):
@@ -175,12 +184,12 @@ def test_evaluate_without_labels_ranks_flags_and_writes_the_csvs(client):
     assert "No labels" in shown["overview"] and shown["ranking"]["visible"] is False
     ranked = table(shown["ranked"])
     scores = [row["score"] for row in ranked]
-    assert scores == sorted(scores, reverse=True) and len(ranked) == 240
+    assert scores == sorted(scores, reverse=True) and len(ranked) == 100
     flagged = table(shown["at_threshold"])[0]["flagged"]
     assert sum(row["verdict"] == "anomalous" for row in ranked) == flagged
     assert all(row["verdict"] == verdict(row["percentile"], 90.0) for row in ranked if abs(row["percentile"] - 90) > 0.01)
     details = Path(next(f for f in value(shown["files"]) if Path(f).name == "scores_fcn.csv")).read_text().splitlines()
-    assert details[0] == "ID,file,score,percentile,verdict" and len(details) == 241
+    assert details[0] == "ID,file,score,percentile,verdict" and len(details) == 101
     assert len(value(shown["flagged"])) == GALLERY_SIZE and shown["false_positives"]["visible"] is False
     with pytest.raises(Exception, match="needs labels"):
         evaluate(client, "upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")), None, None,
@@ -191,7 +200,7 @@ def test_evaluate_reports_mismatched_labels(client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
     np.save(tmp_path / "short.npy", np.zeros(5, np.uint8))
-    with pytest.raises(AppError, match="5 labels for 240 images"):
+    with pytest.raises(AppError, match="5 labels for 100 images"):
         evaluate(client, "upload", handle_file(str(SAMPLE_TESTSET / "testingset.npy")),
                  handle_file(str(tmp_path / "short.npy")), None, models=["fcn"])
 
@@ -593,7 +602,7 @@ def test_zero_gpu_spaces_get_the_gpu_work_wrapped(monkeypatch):
 
 @pytest.fixture(scope="module")
 def faces_zip(tmp_path_factory):
-    """The bundled sample's 120 normal faces as a zip of PNGs, as a visitor would bring them."""
+    """The bundled sample's 60 normal faces as a zip of PNGs, as a visitor would bring them."""
     path = tmp_path_factory.mktemp("train") / "faces.zip"
     images, labels = np.load(SAMPLE_TESTSET / "testingset.npy"), np.load(SAMPLE_TESTSET / "testing_labels.npy")
     with zipfile.ZipFile(path, "w") as archive:
@@ -625,8 +634,8 @@ def test_bad_training_uploads_are_refused_and_the_app_keeps_serving(client, tmp_
         archive.writestr("notes/a.txt", "hello")
     with pytest.raises(AppError, match="the zip holds no images"):
         client.predict([handle_file(str(tmp_path / "notes.zip"))], "geo", 1, api_name="/train")
-    monkeypatch.setattr("ad.ui.uploads.MAX_TRAIN_IMAGES", 100)
-    with pytest.raises(AppError, match="120 images; the app trains on at most 100"):
+    monkeypatch.setattr("ad.ui.uploads.MAX_TRAIN_IMAGES", 50)
+    with pytest.raises(AppError, match="60 images; the app trains on at most 50"):
         client.predict([handle_file(str(faces_zip))], "geo", 1, api_name="/train")
     (tmp_path / "x.csv").write_text("a,b")
     with pytest.raises(AppError, match="Invalid file type.*zip.*npy.*image"):
@@ -645,7 +654,7 @@ def test_browser_train_then_detect_with_the_new_model(app_url, faces_zip, pngs):
             expect(page.locator(shown)).not_to_contain_text("Error")  # no red badge left behind
         page.locator("#train-files input[type=file]").set_input_files(str(faces_zip))
         # the refused zip went: the new upload replaces it instead of joining it ("not a mix")
-        expect(page.locator("#train-report")).to_contain_text("120 images", timeout=60_000)
+        expect(page.locator("#train-report")).to_contain_text("60 images", timeout=60_000)
         page.locator("#train-epochs input").fill("2")  # a short run: the tab's lengths are for real use
         page.locator("#train-button").click()
         expect(page.locator("#train-status")).to_contain_text("is ready", timeout=120_000)

@@ -13,7 +13,7 @@ from ad.training import TrainConfig
 from ad.ui import events, render, sessions, texts
 from ad.ui.handlers import LENGTHS, MAX_LATENT_SLIDERS, Handlers
 from ad.ui.stored_run import BEST_F1, PERCENTILE, TABLE_ROWS
-from ad.ui.uploads import IMAGE_FORMATS
+from ad.ui.uploads import IMAGE_FORMATS, sample_summary
 
 # Phones (390 px): every tab in the bar (no "..." menu), tables that scroll on their own, and the
 # latent tab's sliders in a box of their own that fits under the decoded image in one screen, so
@@ -167,14 +167,13 @@ def compare_tab(examples, upload_limit):
 
 
 def evaluate_tab(names, sample):
-    """A test set scored once; the threshold then moves over the stored scores. `sample`: whether the
-    app bundles a sample test set."""
+    """A test set scored once; the threshold then moves over the stored scores. `sample`: the bundled
+    sample test set's SampleSummary, or None."""
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             dataset = gr.Radio(["bundled sample", "upload"] if sample else ["upload"],
                                value="bundled sample" if sample else "upload", label="Test set",
-                               info="The sample: 240 labelled images (120 normal faces, 60 UTKFace, "
-                               "60 CIFAR-10)")
+                               info=f"The sample: {sample.text}" if sample else None)
             with gr.Group(visible=not sample) as uploads:
                 images = gr.File(label="Images: testingset.npy (N, 64, 64, 3) or a .zip of images (sub-folders good/ "
                                  "and one per kind of anomaly label them; MVTec AD's ground_truth/ adds defect masks)",
@@ -250,7 +249,8 @@ def latent_tab(names, examples):
 
 
 def train_tab(sample):
-    """Bring normal images, train a detector on them, then use it in the other tabs."""
+    """Bring normal images, train a detector on them, then use it in the other tabs. `sample`: the
+    bundled sample test set's SampleSummary (its normal faces can be trained on), or None."""
     gr.Markdown("Train a detector on your own normal images: product photos, parts, cells, digits. It "
                 "learns from normal images only, then joins the model choices of Detect, Compare and "
                 f"Evaluate for you (no other visitor sees it) for {sessions.SESSION_SECONDS // 3600} hours, in "
@@ -259,7 +259,8 @@ def train_tab(sample):
         with gr.Column(scale=1, min_width=300):
             files = gr.File(label="Normal images: a .zip of images, several image files, or an .npy",
                             file_count="multiple", file_types=[".zip", ".npy", "image"], elem_id="train-files")
-            use_sample = gr.Button("Use the sample faces (120 images)", size="sm", visible=sample)
+            use_sample = gr.Button(f"Use the sample faces ({sample.normal} images)" if sample else "",
+                                   size="sm", visible=bool(sample))
             architecture = gr.Dropdown(list_models(), value=TrainConfig.arch, label="Architecture",
                                        info=f"{TrainConfig.arch}: the recommended general detector")
             length = gr.Radio(list(LENGTHS), value="quick", label="Training length",
@@ -322,7 +323,7 @@ def build_demo(zoo, examples_dir=None, sample_testset=None, queue_size=64, uploa
     `upload_limit` the server's, as people read it ("300 MB"). The callbacks are `demo.handlers`."""
     write_pictures_atomically()
     handlers = Handlers(zoo, sample_testset)
-    examples, sample = example_images(examples_dir), sample_testset is not None
+    examples, sample = example_images(examples_dir), sample_summary(sample_testset)
     with gr.Blocks(title="Anomaly detection") as demo:
         gr.Markdown("# Anomaly detection\nEvery model here learned from normal images only (the shipped "
                     "ones from faces; the Train tab makes one from yours) and gives any image an anomaly "

@@ -117,6 +117,30 @@ def sample_files(folder):
     return tuple(Path(folder) / name for name in ("testingset.npy", "testing_labels.npy", "testing_sources.npy"))
 
 
+@dataclass
+class SampleSummary:
+    """What the bundled sample test set holds, as the tabs say it (read off its files, never typed in)."""
+
+    images: int
+    normal: int
+    anomalies: dict  # source name -> count
+
+    @property
+    def text(self):
+        kinds = ", ".join(f"{count} {name}" for name, count in self.anomalies.items())
+        return f"{self.images} labelled images ({self.normal} normal faces, {kinds})"
+
+
+def sample_summary(folder):
+    """The bundled sample's SampleSummary from its labels and sources, or None when the app has none."""
+    if folder is None:
+        return None
+    _, labels_file, sources_file = sample_files(folder)
+    labels, sources = (np.load(path, allow_pickle=False) for path in (labels_file, sources_file))
+    names, counts = np.unique(sources[labels == 1], return_counts=True)
+    return SampleSummary(len(labels), int((labels == 0).sum()), {str(n): int(c) for n, c in zip(names, counts)})
+
+
 def uploaded_test_sets(images_file, labels_file, sources_file, models):
     """name -> the test set as that model reads it (its input_format), read once per distinct format.
     A zip in MVTec AD's layout gives its test/ images, labelled by their sub-folders, with the defect
