@@ -72,12 +72,17 @@ def calibrate(model, normal_images):
 
 
 @torch.no_grad()
-def remember(model, normal_images, seed=0, batch_size=64):
-    """Fill the memory of every model that remembers normal images (a patch memory), members first."""
+def remember(model, normal_images, seed=0, batch_size=64, learned=False):
+    """Fill the memories of normal images, members first: before training (`learned` False) those of
+    the models that only remember (a patch memory); after an epoch (`learned` True) those of the
+    models that also learn, whose features have just changed (geo's)."""
     for member in model.members:
-        remember(member, normal_images, seed, batch_size)
-    if model.remembers:
+        remember(member, normal_images, seed, batch_size, learned)
+    if model.remembers and model.learns_by_gradient == learned:
         model.eval()
+        if model.memory_images and model.memory_images < len(normal_images):
+            chosen = np.random.default_rng(seed).choice(len(normal_images), model.memory_images, replace=False)
+            normal_images = normal_images[np.sort(chosen)]
         starts = tqdm(range(0, len(normal_images), batch_size), desc=f"remembering ({model.architecture})",
                       unit="batch", disable=None if len(normal_images) >= 8 * batch_size else True, leave=False)
         model.remember((model.preprocess(normal_images[start:start + batch_size]) for start in starts),

@@ -241,7 +241,7 @@ def start_run(cfg, rank, world, local_rank):
         model, start_epoch, history = state["model"], state["epoch"], state["history"]
     device = pick_device(local_rank)
     model.to(device)
-    if state is None:  # a model (or member) that remembers normal images fills its memory first
+    if state is None:  # a model (or member) that only remembers normal images fills its memory first
         remember(model, images[train_idx], cfg.seed)
     objective = Objective(model)
     if world > 1 and model.learns_by_gradient:
@@ -326,6 +326,7 @@ def end_epoch(run, epoch, train_loss, on_epoch):
     with torch.inference_mode():
         held_out_loss = float(np.mean([model.loss(model.preprocess(held_out[j:j + HELD_OUT_BATCH])).item()
                                        for j in range(0, len(held_out), HELD_OUT_BATCH)]))
+    remember(model, run.images[run.train_idx], cfg.seed, learned=True)  # memories of what it now sees
     calibrate(model, held_out)
     run.history.append({"epoch": epoch + 1, "train_loss": train_loss, "held_out_loss": held_out_loss,
                         "seconds": round(time.time() - run.started, 1)})
@@ -378,7 +379,8 @@ def training_estimate(image_count, architecture, minutes=None, device=None):
     cfg = train_config(arch=architecture)
     train_count, held_out = (len(part) for part in split_holdout(image_count, cfg.holdout, 0))
     batch = min(cfg.batch_size, max(1, train_count))
-    steps, held_out_batches = max(1, train_count // batch), math.ceil(held_out / batch)
+    steps = max(1, train_count // batch)
+    held_out_batches = epoch_end_batches(create_model(architecture), held_out, train_count, batch)
     step = seconds_per_step(architecture, device or pick_device(), batch, cfg.image_size)
     if not model_class(architecture).learns_by_gradient:  # one pass that reads every image once
         return 1, 0, epoch_seconds(steps, held_out_batches, step)
@@ -387,11 +389,19 @@ def training_estimate(image_count, architecture, minutes=None, device=None):
     return epochs, steps, epochs * epoch_seconds(steps, held_out_batches, step)
 
 
+def epoch_end_batches(model, held_out, train_count, batch):
+    """The batches an epoch's end reads, about a step each: the held-out images (ad.budget.epoch_seconds),
+    and the training images whose features a learning memory remembers again (geo's)."""
+    remembered = sum(min(m.memory_images or train_count, train_count) for m in [model, *model.members]
+                     if m.remembers and m.learns_by_gradient)
+    return math.ceil(held_out / batch) + math.ceil(remembered / batch)
+
+
 def budget_epochs(run):
     """cfg.minutes as epochs of this run, from its own step timed here; rank 0's count on every rank."""
     step = seconds_per_run_step(run)
-    epochs = epochs_within(run.cfg.minutes, run.steps_per_epoch, math.ceil(len(run.holdout_idx) / run.batch_size),
-                           step)
+    end_batches = epoch_end_batches(run.model, len(run.holdout_idx), len(run.train_idx), run.batch_size)
+    epochs = epochs_within(run.cfg.minutes, run.steps_per_epoch, end_batches, step)
     if run.world > 1:
         count = torch.tensor([epochs], device=run.device if run.device.type == "cuda" else "cpu")
         dist.broadcast(count, src=0)

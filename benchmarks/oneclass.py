@@ -50,6 +50,7 @@ COMMANDS = {"fashion-mnist": "python -m benchmarks.oneclass",
 AUTOENCODER = {"epochs": 20, "model": {"input_size": 32, "latent_dim": 32}}
 ROWS = {
     "recommended (train.py defaults)": {},
+    "geo without its memory (the default before: its cross-entropies score)": {"model": {"memory_size": 0}},
     "geo, the whole image turned (4 views)": {"model": {"windows": [[0, 0, 64, 64]]}},
     "fcn": {"arch": "fcn", "epochs": 20, "model": {"input_size": 32, "latent_dim": 32}},
     "cnn": {"arch": "cnn", **AUTOENCODER},

@@ -13,12 +13,14 @@ from ad import InputError, checkpoint, create_model, list_models, load_model
 from ad.cli import main
 from ad.data import CENTRE, IMAGE_SIZE, WHOLE, standardize_images
 from ad.models.fcn import FullyConnectedAutoencoder
-from ad.scoring import anomaly_scores, calibrate
-from conftest import small
+from ad.scoring import anomaly_scores, calibrate, remember
+from conftest import ROOT, small
 
 
 def calibrated(arch, normal_images, **config):
     model = create_model(arch, **{**small(arch), **config}).eval()
+    for learned in (False, True):  # every memory filled, as training fills them
+        remember(model, normal_images[50:], learned=learned)
     calibrate(model, normal_images[:50])  # a duo's members too
     return model
 
@@ -163,7 +165,7 @@ def test_a_segmenter_written_before_padding_was_an_option_loads_padded_by_zeros(
     model = calibrated(arch, normal_images, **zeros)
     checkpoint.save(model, tmp_path / arch)
     config = json.loads((tmp_path / arch / "config.json").read_text())
-    assert config.pop("format") == 3 and config.pop("patch", False) is False
+    assert config.pop("format") == 4 and config.pop("patch", False) is False
     del (config if arch == "seg" else config["seg"])["padding"]
     (tmp_path / arch / "config.json").write_text(json.dumps(config))
     x = model.preprocess(normal_images[:4])
@@ -187,10 +189,26 @@ def test_a_duo_written_before_the_patch_memory_loads_without_one_and_shows_segs_
     assert create_model("duo", **small("duo")).patch is not None  # the default now
 
 
+def test_a_geo_written_before_its_memory_loads_without_one_and_scores_as_it_did(tmp_path, normal_images):
+    """The shipped face checkpoint is one: config format 1, no memory_size, no memory in its weights."""
+    model = calibrated("geo", normal_images, memory_size=0)
+    checkpoint.save(model, tmp_path / "geo")
+    config = json.loads((tmp_path / "geo" / "config.json").read_text())
+    del config["memory_size"]
+    (tmp_path / "geo" / "config.json").write_text(json.dumps({**config, "format": 3}))
+    loaded = load_model(tmp_path / "geo")
+    assert loaded.memory_size == 0 and not loaded.remembers
+    x = model.preprocess(normal_images[:4])
+    with torch.no_grad():
+        assert torch.equal(loaded.score(x), model.score(x))
+    assert load_model(ROOT / "checkpoints" / "geo").memory_size == 0
+    assert create_model("geo").memory_size == 2048  # the default now
+
+
 def test_a_config_of_a_newer_format_is_refused_naming_the_file(fcn_folder):
     config = json.loads((fcn_folder / "config.json").read_text())
     (fcn_folder / "config.json").write_text(json.dumps({**config, "format": 99}))
-    with pytest.raises(InputError, match=r"config.json: config format 99; expected 1 to 3"):
+    with pytest.raises(InputError, match=r"config.json: config format 99; expected 1 to 4"):
         load_model(fcn_folder)
 
 

@@ -42,7 +42,8 @@ def test_registering_a_name_twice_warns():
 def test_default_configuration_fits_the_size_budget(arch):
     model = create_model(arch).eval()
     assert model.score(model.preprocess(np.zeros((2, 64, 64, 3), np.uint8))).shape == (2,)
-    assert model.parameter_count() * 4 < 15 * 1024**2  # checkpoint folder under 15 MB
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    assert weights < 15 * 1024**2  # checkpoint folder under 15 MB, memories and calibration included
 
 
 @pytest.mark.parametrize("arch", list_models())
@@ -129,6 +130,34 @@ def test_a_patch_memory_learns_by_remembering_and_takes_no_steps(normal_images):
         remember(model, normal_images[64:])
         assert model.loss(held_out).item() < 0.5 * before  # unseen normal neighbourhoods are near remembered ones
         assert model.loss(model.preprocess(make_images(64, "anomaly"))).item() > 2 * model.loss(held_out).item()
+
+
+def test_geos_memory_holds_what_the_network_sees_in_normal_images_and_scores_by_it(normal_images):
+    from ad.scoring import remember
+    torch.manual_seed(0)
+    model = create_model("geo", **small("geo"))
+    assert model.remembers and model.learns_by_gradient and model.memory_images == 256
+    remember(model, normal_images)  # before training: only what merely remembers is filled
+    assert not model.memory.any()
+    remember(model, normal_images[:100], learned=True)  # after an epoch; 100 images fill 256 round again
+    x = model.preprocess(normal_images[:3])
+    with torch.no_grad():
+        remembered = torch.nn.functional.normalize(model.view_features(x), dim=-1).transpose(0, 1)
+        torch.testing.assert_close(model.memory[:3].float(), remembered, atol=2e-3, rtol=0)
+        torch.testing.assert_close(model.memory[100:103], model.memory[:3])
+        assert model.score(x).abs().max() < 0.05  # a remembered image is its own nearest neighbour
+        unseen = model.score(model.preprocess(normal_images[100:164])).mean()
+        assert model.score(model.preprocess(make_images(64, "anomaly"))).mean() > 1.5 * unseen > 0
+
+
+def test_a_geo_without_a_memory_scores_by_its_cross_entropies(normal_images):
+    model = create_model("geo", **{**small("geo"), "memory_size": 0}).eval()
+    assert not model.remembers and model.memory is None and "memory" not in model.state_dict()
+    x = model.preprocess(normal_images[:3])
+    with torch.no_grad():
+        torch.testing.assert_close(model.score(x), model.view_losses(x).sum(dim=0))
+    with pytest.raises(InputError, match="geo's memory_size -1: expected a whole number of normal images"):
+        create_model("geo", memory_size=-1)
 
 
 def test_geo_lays_out_its_views_without_an_empty_cell(normal_images):

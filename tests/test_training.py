@@ -286,14 +286,29 @@ def test_a_larger_budget_buys_more_steps_and_a_resume_keeps_the_epochs_chosen(da
 def test_the_train_tabs_lengths_are_time_budgets_on_this_machine(monkeypatch):
     from ad.ui.handlers import LENGTHS
     monkeypatch.setattr(ad.training, "seconds_per_step", lambda *args: 0.5)
-    # 1,000 images: 200 held out (2 batches), 800 to train on in 6 steps of 128: (6 + 2) * 0.5 s + 0.2 s an epoch
+    # 1,000 images: 200 held out (2 batches), 800 to train on in 6 steps of 128, and geo's memory reads
+    # the 800 again after each epoch (7 batches): (6 + 2 + 7) * 0.5 s + 0.2 s an epoch
     (quick, steps, quick_seconds), (standard, _, standard_seconds) = (
         ad.training.training_estimate(1000, "geo", minutes=LENGTHS[length]) for length in ("quick", "standard"))
-    assert steps == 6 and (quick, standard) == (14, 71)  # the epochs that fit in 60 s and in 300 s
-    assert quick_seconds <= 60 < 295 < standard_seconds <= 300
+    assert steps == 6 and (quick, standard) == (7, 38)  # the epochs that fit in 60 s and in 300 s
+    assert quick_seconds <= 60 < 290 < standard_seconds <= 300
     assert ad.training.training_estimate(1000, "geo", minutes=1e-4)[0] == 1  # never no training at all
     # a memory reads its images once, whatever the budget: one epoch of no steps
     assert ad.training.training_estimate(1000, "patch", minutes=LENGTHS["standard"])[:2] == (1, 0)
+
+
+def test_geos_memory_is_what_its_final_network_sees_in_its_training_images(trained, data_files):
+    import copy
+
+    from ad.scoring import remember
+    model = load_model(trained("geo"))
+    cfg = json.loads((trained("geo") / "training.json").read_text())["config"]
+    images = np.load(data_files / "trainingset.npy")
+    train_idx, _ = ad.training.split_holdout(len(images), cfg["holdout"], cfg["seed"])
+    again = copy.deepcopy(model)
+    again.memory.zero_()
+    remember(again, images[train_idx], cfg["seed"], learned=True)
+    assert model.memory.any() and torch.equal(again.memory, model.memory)  # refilled after the last epoch
 
 
 def test_a_memory_trains_in_one_pass_of_no_steps_whatever_its_budget(data_files, tmp_path):

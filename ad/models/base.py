@@ -84,7 +84,9 @@ class Detector(nn.Module, PyTorchModelHubMixin, library_name="anomaly-detection-
     has_latent = False  # True when encode(x) and decode(z) give a latent code to explore
     reconstructs = False  # True when `picture` redraws the input, pixel for pixel (a before/after pair)
     members = ()  # detectors inside this one, each calibrated on the same normal images before it
-    remembers = False  # True when training fills a memory of normal images first (`remember`)
+    remembers = False  # True when training fills a memory of normal images (`remember`): first, or
+    # after every epoch for a model that also learns by gradient (its features changed)
+    memory_images = None  # the most training images `remember` is given, drawn at random (None: all)
     learns_by_gradient = True  # False when that is all its training: it takes no optimizer steps
     max_batch = None  # the most images an exported graph should score at once (None: any number)
 

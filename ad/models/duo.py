@@ -57,7 +57,9 @@ class Duo(Detector):
                 raise InputError(f"duo's {name}: expected a dict of {name}'s options (its input format is duo's)"
                                  + (", or false for none" if name == "patch" else ""))
         # All read the same pictures: geo at its 64 px, the others at image_size (what calibrating each needs).
-        self.geo = create_model("geo", **(geo or {}), image_size=image_size, fit=fit)
+        # geo scores by its cross-entropies here (memory_size 0): its memory was measured on whole
+        # images of another kind (the one-class benchmark), not inside duo
+        self.geo = create_model("geo", **{"memory_size": 0, **(geo or {})}, image_size=image_size, fit=fit)
         self.seg = create_model("seg", **(seg or {}), image_size=image_size, fit=fit)
         self.patch = None if patch is False else create_model("patch", **(patch or {}), image_size=image_size,
                                                               fit=fit)

@@ -50,8 +50,8 @@ def create_model(name, **config):
 CONFIG_FILE = "config.json"  # the architecture and its constructor arguments (the __init__ keywords)
 # config.json's own format, written in it as "format" (absent: 1). A loader reads an older one as its
 # checkpoint was trained (Detector.upgrade_options). 2: seg states its `padding` (in 1: zeros).
-# 3: duo states its `patch` memory (in 1 and 2: none).
-CONFIG_FORMAT = 3
+# 3: duo states its `patch` memory (in 1 and 2: none). 4: geo states its `memory_size` (before: none).
+CONFIG_FORMAT = 4
 WEIGHTS_FILE = "model.safetensors"  # the weights and the calibration (normal_score_quantiles)
 
 
