@@ -48,7 +48,8 @@ ROWS = {
     "vae": {"arch": "vae", **AUTOENCODER},
     "resnet": {"arch": "resnet", **AUTOENCODER},
     "multi": {"arch": "multi", **AUTOENCODER},
-    "geo (whole picture)": {"arch": "geo", "fit": "whole"},
+    "geo without its surface memory (its heat map the score's gradient)": {"arch": "geo", "model": {"surface": None}},
+    "geo on the centre square (the default before)": {"arch": "geo", "fit": "centre"},
 }
 
 # Published means on MVTec AD (another data set: 15 kinds of object and texture), for scale.

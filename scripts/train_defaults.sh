@@ -21,7 +21,8 @@ $python train.py --arch multi --out checkpoints/multi "${native[@]}" --epochs 10
 # geo frames its own views of the whole image, no crop box; on aligned faces the views are shifted
 # and zoomed windows (where does the face sit?), not the general recipe's quarter turns
 face_views=(--set 'windows=[[8,8,48,48],[0,8,48,48],[16,8,48,48],[8,0,48,48],[8,16,48,48],[14,14,36,36],[0,0,64,64]]'
-            --set 'turns=[0]' --set view_size=24 --set 'channels=[16,32,64,128]')
+            --set 'turns=[0]' --set view_size=24 --set 'channels=[16,32,64,128]'
+            --set memory_size=0 --set surface=null)  # as shipped: trained before geo had either memory
 $python train.py --arch geo --out checkpoints/geo --epochs 12 --batch-size 128 --lr 2e-3 "${face_views[@]}" \
   --data "$data/trainingset.npy" "${test[@]}" --overwrite
 $python -m ad evaluate --checkpoint checkpoints/{fcn,cnn,vae,resnet,multi,geo} --images "$data/testingset.npy" \

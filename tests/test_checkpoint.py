@@ -25,6 +25,21 @@ def calibrated(arch, normal_images, **config):
     return model
 
 
+def saved_as_written_in(model, folder, written_in, *keys):
+    """Save `model`, its config.json as config format `written_in` wrote it: without `keys` (a
+    member's option as "geo.memory_size"), which that format did not state. Returns the folder."""
+    checkpoint.save(model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key in keys:
+        *members, name = key.split(".")
+        options = config
+        for member in members:
+            options = options[member]
+        del options[name]
+    (folder / "config.json").write_text(json.dumps({**config, "format": written_in}))
+    return folder
+
+
 @pytest.mark.parametrize("arch", list_models())
 def test_save_then_load_gives_identical_outputs(arch, tmp_path, normal_images):
     crop = None if arch == "duo" else (8, 8, 48, 48)  # duo reads whole pictures
@@ -165,7 +180,7 @@ def test_a_segmenter_written_before_padding_was_an_option_loads_padded_by_zeros(
     model = calibrated(arch, normal_images, **zeros)
     checkpoint.save(model, tmp_path / arch)
     config = json.loads((tmp_path / arch / "config.json").read_text())
-    assert config.pop("format") == 4 and config.pop("patch", False) is False
+    assert config.pop("format") == 5 and config.pop("patch", False) is False
     del (config if arch == "seg" else config["seg"])["padding"]
     (tmp_path / arch / "config.json").write_text(json.dumps(config))
     x = model.preprocess(normal_images[:4])
@@ -178,11 +193,7 @@ def test_a_segmenter_written_before_padding_was_an_option_loads_padded_by_zeros(
 
 def test_a_duo_written_before_the_patch_memory_loads_without_one_and_shows_segs_map(tmp_path, normal_images):
     model = calibrated("duo", normal_images, patch=False)
-    checkpoint.save(model, tmp_path / "duo")
-    config = json.loads((tmp_path / "duo" / "config.json").read_text())
-    del config["patch"]
-    (tmp_path / "duo" / "config.json").write_text(json.dumps({**config, "format": 2}))
-    loaded = load_model(tmp_path / "duo")
+    loaded = load_model(saved_as_written_in(model, tmp_path / "duo", 2, "patch"))
     assert loaded.patch is None and loaded.members == [loaded.geo, loaded.seg] and loaded.heat_full_scale == 1.0
     x = model.preprocess(normal_images[:4])
     torch.testing.assert_close(loaded.explain(x).pixels, loaded.seg.explain(x).pixels)
@@ -192,11 +203,7 @@ def test_a_duo_written_before_the_patch_memory_loads_without_one_and_shows_segs_
 def test_a_geo_written_before_its_memory_loads_without_one_and_scores_as_it_did(tmp_path, normal_images):
     """The shipped face checkpoint is one: config format 1, no memory_size, no memory in its weights."""
     model = calibrated("geo", normal_images, memory_size=0)
-    checkpoint.save(model, tmp_path / "geo")
-    config = json.loads((tmp_path / "geo" / "config.json").read_text())
-    del config["memory_size"]
-    (tmp_path / "geo" / "config.json").write_text(json.dumps({**config, "format": 3}))
-    loaded = load_model(tmp_path / "geo")
+    loaded = load_model(saved_as_written_in(model, tmp_path / "geo", 3, "memory_size"))
     assert loaded.memory_size == 0 and not loaded.remembers
     x = model.preprocess(normal_images[:4])
     with torch.no_grad():
@@ -205,10 +212,33 @@ def test_a_geo_written_before_its_memory_loads_without_one_and_scores_as_it_did(
     assert create_model("geo").memory_size == 2048  # the default now
 
 
+def test_a_geo_written_before_its_surface_memory_loads_without_one_and_shows_its_gradient(tmp_path, normal_images):
+    model = calibrated("geo", normal_images, surface=None)
+    loaded = load_model(saved_as_written_in(model, tmp_path / "geo", 4, "surface"))
+    assert loaded.surface is None and loaded.members == [] and loaded.heat_unit.startswith("input gradient")
+    x = model.preprocess(normal_images[:4])
+    torch.testing.assert_close(loaded.explain(x).pixels, model.explain(x).pixels)
+    assert load_model(ROOT / "checkpoints" / "geo").surface is None  # the shipped face checkpoint
+    new = create_model("geo")
+    assert new.surface is not None and new.members == [new.surface]  # the default now
+
+
+def test_a_duo_written_before_format_5_loads_with_its_geo_scoring_by_cross_entropies(tmp_path, normal_images):
+    geo = {k: v for k, v in small("geo").items() if k not in ("memory_size", "surface")}
+    model = calibrated("duo", normal_images, geo={**geo, "memory_size": 0})
+    loaded = load_model(saved_as_written_in(model, tmp_path / "duo", 4, "geo.memory_size"))
+    assert loaded.geo.memory_size == 0 and loaded.geo.surface is None
+    x = model.preprocess(normal_images[:4])
+    with torch.no_grad():
+        assert torch.equal(loaded.score(x), model.score(x))
+    new = create_model("duo")
+    assert new.geo.memory_size == 2048 and new.geo.surface is None  # the default now: its memory, no surface
+
+
 def test_a_config_of_a_newer_format_is_refused_naming_the_file(fcn_folder):
     config = json.loads((fcn_folder / "config.json").read_text())
     (fcn_folder / "config.json").write_text(json.dumps({**config, "format": 99}))
-    with pytest.raises(InputError, match=r"config.json: config format 99; expected 1 to 4"):
+    with pytest.raises(InputError, match=r"config.json: config format 99; expected 1 to 5"):
         load_model(fcn_folder)
 
 

@@ -23,7 +23,8 @@ def test_the_exported_graph_scores_as_ad_score_does(arch, trained, test_images, 
     expected = anomaly_scores(model, images)
     # duo's surprises magnify its members' float rounding where their normal quantiles lie close
     # together: 1e-6 in the tiny seg's score moved the tiny duo's by 6e-3 (of 4.6 at a 99th percentile)
-    tolerance = 1e-2 if arch == "duo" else 1e-4
+    # and the patch memory's nearest distances, |q|^2 + |m|^2 - 2 q.m summed in another order, differ by 5e-4
+    tolerance = {"duo": 1e-2, "patch": 1e-3}.get(arch, 1e-4)
     np.testing.assert_allclose(onnx_scores(tmp_path / "model.onnx", images), expected, atol=tolerance, rtol=1e-4)
     metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
     quantiles = np.array(json.loads(metadata["normal_score_quantiles"]))

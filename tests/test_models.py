@@ -158,6 +158,9 @@ def test_a_geo_without_a_memory_scores_by_its_cross_entropies(normal_images):
         torch.testing.assert_close(model.score(x), model.view_losses(x).sum(dim=0))
     with pytest.raises(InputError, match="geo's memory_size -1: expected a whole number of normal images"):
         create_model("geo", memory_size=-1)
+    for surface in ({"fit": "whole"}, 3):  # the surface memory reads geo's input, and only a dict configures it
+        with pytest.raises(InputError, match="geo's surface: expected a dict of the patch memory's options"):
+            create_model("geo", surface=surface)
 
 
 def test_geo_lays_out_its_views_without_an_empty_cell(normal_images):

@@ -9,7 +9,7 @@ from ad import InputError, create_model, list_models, load_model
 from ad.evaluation import roc_auc
 from ad.scoring import Detection, anomaly_scores, detect, synthetic_defects_auc, verdict
 from ad.ui.render import DISPLAY_SIZE, heat_map, model_view
-from conftest import add_flaws, add_stains, make_textures, small
+from conftest import add_flaws, add_stains, make_images, make_textures, small
 
 
 def test_score_is_the_l2_norm_of_the_residual(normal_images):
@@ -119,6 +119,21 @@ def test_training_scoring_and_evaluation_read_at_the_checkpoints_format(data_fil
           str(data_files / "testingset.npy"), "--labels", str(data_files / "testing_labels.npy"), "--json"])
     out = capsys.readouterr().out
     assert "wrote 1 scores" in out and '"ensemble"' in out  # a 32x32 and a 64x64 model on one test set
+
+
+def test_geo_shows_a_flaw_on_a_normal_thing_with_its_surface_memory(trained):
+    """Its heat map and defect region come from the surface memory: on the flaw, not on the disc's edges
+    where its score's gradient lies; the score is still the network's."""
+    model = load_model(trained("geo"))
+    flawed, masks = add_flaws(make_images(8, "normal", seed=6), seed=6)
+    inside, outside, covered = [], [], []
+    for image, mask in zip(flawed, masks):
+        detection = detect(model, image)
+        inside.append(detection.heat[mask].mean())
+        outside.append(detection.heat[~mask].mean())
+        covered.append((detection.region(99) & mask).sum() / mask.sum())
+    assert np.mean(inside) > 3 * np.mean(outside) and np.median(covered) > 0.5
+    assert model.heat_title == model.surface.heat_title and "surfaces" in model.sees()
 
 
 @pytest.mark.parametrize("checkpoint, region_covers", [("trained_on_texture", False), ("patch_on_texture", True)])

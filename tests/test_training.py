@@ -201,7 +201,8 @@ def test_the_recommended_detector_needs_only_the_data(normal_images, tmp_path, c
     np.save(tmp_path / "normal.npy", normal_images[:200])
     main(["train", "--data", str(tmp_path / "normal.npy"), "--out", str(tmp_path / "model"), "--epochs", "1"])
     model = load_model(tmp_path / "model")
-    default = json.loads(json.dumps(create_model(TrainConfig.arch).config))
+    cfg = ad.training.train_config(data=str(tmp_path / "normal.npy"), out=str(tmp_path / "model"))
+    default = json.loads(json.dumps(create_model(cfg.arch, image_size=cfg.image_size, fit=cfg.fit).config))
     assert model.architecture == TrainConfig.arch and model.config == default
 
 

@@ -6,11 +6,14 @@ Each neighbourhood is described by its brightness, contrast, edges and colour in
 pixels wide (at most half the picture). Brightness is measured against the picture's own median and
 quartiles, so a lighter photo of a normal part is normal, and a flaw, which hardly moves them, does
 not make the rest of its picture look abnormal (a mean and spread do: one dark stain lit the whole
-picture). Training only remembers a random sample of the normal neighbourhoods; nothing is learned
-by gradient. A flaw, a crack or a faint uneven band alike, is a neighbourhood unlike all of them,
-wherever it lies; so the heat map marks the insides of large flaws as well as their outlines, where
-a segmenter trained on made-up defects marks mostly the outlines; but it also marks the normal
-surface around a flaw, within half the widest box (README: the defect benchmark).
+picture). Training only remembers normal neighbourhoods, nothing is learned by gradient: from a
+random sample of them, eight per place in the memory, it keeps those that cover the sample best
+(PatchCore's coreset: each pick the one farthest from all picked before), so a rare normal
+neighbourhood is kept where a random sample would miss it (on tiles all three figures rose). A
+flaw, a crack or a faint uneven band alike, is a neighbourhood unlike all of them, wherever it
+lies; so the heat map marks the insides of large flaws as well as their outlines, where a segmenter
+trained on made-up defects marks mostly the outlines; but it also marks the normal surface around a
+flaw, within half the widest box (README: the defect benchmark).
 """
 
 import math
@@ -28,6 +31,7 @@ EDGE_SCALES = 3  # edge statistics at the three finest scales only (coarser, the
 QUERY_CHUNK = 2048  # neighbourhoods compared with the memory at once: (2048 x memory_size) distances in memory
 EXPORT_DISTANCES = 2 ** 28  # an ONNX graph compares a whole batch at once: about 1 GB of distances at most
 MIN_FEATURE_SPREAD = 0.1  # a statistic constant on normal pictures (colour of a grey part) is not blown up
+CANDIDATES_PER_PLACE = 8  # normal neighbourhoods sampled per place in the memory, for the coreset to choose from
 
 
 def box_sums(x, k):
@@ -66,6 +70,23 @@ def surface_statistics(x, scales=SCALES):
     return torch.cat(features, dim=1)
 
 
+def coreset(points, size, generator):
+    """The indices of `size` of the (N, C) points that cover them best, greedily (k-centre, as
+    PatchCore builds its memory): each pick is the point farthest from all picked before; and each
+    point's distance to the nearest pick."""
+    norms = points.pow(2).sum(dim=1)
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = torch.randint(len(points), (1,), generator=generator)
+    nearest = torch.full_like(norms, float("inf"))  # each point's squared distance to the nearest pick
+    for i in range(1, size + 1):
+        last = chosen[i - 1]
+        # |x - p|^2 = |x|^2 - 2 x.p + |p|^2, in one fused product over all points
+        torch.minimum(nearest, torch.addmv(norms, points, points[last], alpha=-2).add_(norms[last]), out=nearest)
+        if i < size:
+            chosen[i] = nearest.argmax()
+    return chosen, nearest.clamp_min(0).sqrt()
+
+
 def feature_count(scales):
     return 4 * len(scales) + 2 * min(EDGE_SCALES, len(scales))
 
@@ -76,10 +97,11 @@ class PatchMemory(Detector):
     summary = ("A patch memory: it remembers the neighbourhoods of normal images (brightness, contrast, edges "
                "and colour at up to five scales); each pixel's heat is how far its neighbourhood lies from "
                "the nearest one.")
-    score_description = "the mean distance to the nearest normal neighbourhood of the most unusual 1% of pixels"
+    score_description = ("the mean distance to the nearest normal neighbourhood of the most unusual 1% of pixels, "
+                         "less a typical normal neighbourhood's")
     picture_label = "Where the surface is unlike any normal one (red)"
     heat_title = "Distance to the nearest normal neighbourhood"
-    heat_unit = "distance in standardised surface statistics"
+    heat_unit = "distance in standardised surface statistics, beyond a typical normal neighbourhood's"
     small_config = {"memory_size": 2000}
     training_defaults = {"image_size": 128, "fit": WHOLE}
     remembers, learns_by_gradient = True, False
@@ -103,6 +125,9 @@ class PatchMemory(Detector):
         self.register_buffer("memory", torch.zeros(memory_size, count))
         self.register_buffer("feature_mean", torch.zeros(count))
         self.register_buffer("feature_spread", torch.ones(count))
+        # How far a normal neighbourhood the memory did not keep typically lies from it (the median):
+        # pixels are read beyond it, so a normal surface is dark in the heat map (0 when all is kept)
+        self.register_buffer("normal_distance", torch.zeros(()))
 
     @property
     def heat_full_scale(self):
@@ -119,22 +144,29 @@ class PatchMemory(Detector):
 
     @torch.no_grad()
     def remember(self, batches, image_count, seed=0):
-        """Fill the memory with a random sample of the normal neighbourhoods in `batches` (model
-        inputs, `image_count` images in all), each statistic standardised over them."""
+        """Fill the memory with the coreset of a random sample of the normal neighbourhoods in
+        `batches` (model inputs, `image_count` images in all), each statistic standardised over them."""
         generator = torch.Generator().manual_seed(seed)
         size, per_image, sample = len(self.memory), None, []
         for x in batches:
             features = self.raw_features(x).flatten(2).transpose(1, 2).cpu()  # (B, positions, C)
-            if per_image is None:  # twice what the memory needs, spread over every image
-                per_image = min(features.shape[1], math.ceil(2 * size / image_count))
+            if per_image is None:  # the candidates, spread over every image
+                per_image = min(features.shape[1], math.ceil(CANDIDATES_PER_PLACE * size / image_count))
             picks = torch.rand(features.shape[:2], generator=generator).argsort(dim=1)[:, :per_image]
             sample.append(features.gather(1, picks[..., None].expand(-1, -1, features.shape[2])).flatten(0, 1))
         sample = torch.cat(sample)
-        chosen = (torch.randperm(len(sample), generator=generator)[:size] if len(sample) >= size
-                  else torch.randint(len(sample), (size,), generator=generator))  # a few images: some twice
         self.feature_mean.copy_(sample.mean(dim=0))
         self.feature_spread.copy_(sample.std(dim=0).clamp_min(MIN_FEATURE_SPREAD))
-        self.memory.copy_((sample[chosen].to(self.memory.device) - self.feature_mean) / self.feature_spread)
+        sample = (sample - self.feature_mean.cpu()) / self.feature_spread.cpu()
+        if len(sample) > size:
+            chosen, nearest = coreset(sample, size, generator)
+            left_out = torch.ones(len(sample), dtype=torch.bool)
+            left_out[chosen] = False
+            self.normal_distance.fill_(nearest[left_out].median())
+        else:  # a few images: all of it, some twice
+            chosen = torch.arange(size) % len(sample)
+            self.normal_distance.zero_()
+        self.memory.copy_(sample[chosen].to(self.memory.device))
 
     def distances(self, x):  # (B, 3, S, S) -> (B, S, S): each pixel's distance to the nearest remembered
         features = self.raw_features(x)
@@ -153,15 +185,20 @@ class PatchMemory(Detector):
             grid = F.avg_pool2d(F.pad(grid, [self.smooth // 2] * 4, mode="replicate"), self.smooth, stride=1)
         return grid[:, 0]
 
+    def beyond_normal(self, x):
+        """Each pixel's distance to the memory, less a typical normal neighbourhood's: the same ranks
+        (pixels and images alike), a dark heat map where the surface is normal."""
+        return self.distances(x) - self.normal_distance
+
     def loss(self, x):
         """The mean distance of the pictures' neighbourhoods to the memory (the held-out loss training reports)."""
         return self.distances(x).mean()
 
     def score(self, x):
-        return mean_of_highest(self.distances(x), self.top_share)
+        return mean_of_highest(self.beyond_normal(x), self.top_share)
 
     @torch.no_grad()
     def explain(self, x):
-        distances = self.distances(x)
+        distances = self.beyond_normal(x)
         picture = marked_in_red(x, (distances / self.heat_full_scale).clamp(0, 1))
         return self.explanation(mean_of_highest(distances, self.top_share), picture, distances)

@@ -51,12 +51,14 @@ CONFIG_FILE = "config.json"  # the architecture and its constructor arguments (t
 # config.json's own format, written in it as "format" (absent: 1). A loader reads an older one as its
 # checkpoint was trained (Detector.upgrade_options). 2: seg states its `padding` (in 1: zeros).
 # 3: duo states its `patch` memory (in 1 and 2: none). 4: geo states its `memory_size` (before: none).
-CONFIG_FORMAT = 4
+# 5: geo states its `surface` memory (before: none); duo's geo has a memory (before: none).
+CONFIG_FORMAT = 5
 WEIGHTS_FILE = "model.safetensors"  # the weights and the calibration (normal_score_quantiles)
 
 
-# Buffers that checkpoints written before them lack: loaded as empty (uncalibrated), nothing else is.
-ADDED_LATER = ("normal_peak_pixel_quantiles",)
+# Buffers that checkpoints written before them lack: loaded as zeros (no pixel calibration; a patch
+# memory's pixels read from 0, as they were), nothing else is.
+ADDED_LATER = ("normal_peak_pixel_quantiles", "normal_distance")
 
 
 def model_from_config(config, source):
@@ -91,7 +93,7 @@ def load_folder(folder, name=None, require_calibration=True):
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({e})") from None
     for key, value in model.state_dict().items():
-        if key.endswith(ADDED_LATER) and key not in state:  # written before pixels were calibrated
+        if key.endswith(ADDED_LATER) and key not in state:  # written before them
             state[key] = torch.zeros_like(value)
     try:
         model.load_state_dict(state, strict=True)
