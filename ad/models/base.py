@@ -21,6 +21,7 @@ from ad.preprocess import parse_crop, preprocess
 CALIBRATION_POINTS = 1001  # quantiles 0.0%, 0.1%, ..., 100.0% of held-out normal scores
 TAIL_FROM, TAIL_AT = (round(p / 100 * (CALIBRATION_POINTS - 1)) for p in (90, 99))  # where surprise's tail is fitted
 RESIDUAL_AT_FULL_HEAT = 1.0  # RGB distance per pixel (images on [-1, 1]) drawn at full colour
+INPUT_FORMAT_OPTIONS = {"image_size", "fit", "crop", "input_size"}  # a member reads its owner's pictures
 
 
 def quantiles_of(values):
@@ -44,6 +45,13 @@ def mean_of_highest(maps, share):
     counts and one noisy pixel does not."""
     flat = maps.flatten(1)
     return flat.topk(max(1, round(share * int(flat.shape[1]))), dim=1).values.mean(dim=1)
+
+
+def check_member_options(options, refusal):
+    """The options of a detector held inside another: a dict (None: its defaults) that leaves the
+    input format to the one holding it; anything else is refused with `refusal`."""
+    if not isinstance(options, (dict, type(None))) or INPUT_FORMAT_OPTIONS & set(options or {}):
+        raise InputError(refusal)
 
 
 def marked_in_red(x, amount):

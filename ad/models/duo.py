@@ -20,7 +20,7 @@ import torch
 
 from ad.data import CENTRE, IMAGE_SIZE, WHOLE
 from ad.errors import InputError
-from ad.models.base import Detector, marked_in_red
+from ad.models.base import Detector, check_member_options, marked_in_red
 from ad.models.registry import create_model, register_model
 from ad.models.geo import TransformPredictor
 from ad.models.patch import PatchMemory
@@ -53,9 +53,8 @@ class Duo(Detector):
         for name, options in (("geo", geo), ("seg", seg), ("patch", patch)):
             if name == "patch" and options is False:  # no memory (a checkpoint of config format 1 or 2)
                 continue
-            if not isinstance(options, (dict, type(None))) or {"image_size", "fit", "crop"} & set(options or {}):
-                raise InputError(f"duo's {name}: expected a dict of {name}'s options (its input format is duo's)"
-                                 + (", or false for none" if name == "patch" else ""))
+            check_member_options(options, f"duo's {name}: expected a dict of {name}'s options (its input format "
+                                 "is duo's)" + (", or false for none" if name == "patch" else ""))
         # All read the same pictures: geo at its 64 px, the others at image_size (what calibrating each needs).
         # geo scores by its memory, as on its own (on tiles duo's image ROC-AUC rose to 0.89 from 0.86),
         # and shows no surface of its own: the patch memory does that here
@@ -112,5 +111,5 @@ class Duo(Detector):
         score = self.combined(self.geo_score(x), flaws.score)
         if self.patch is None:
             return self.explanation(score, flaws.picture, flaws.pixels)
-        pixels = flaws.pixels / self.seg.normal_peak() + self.patch.explain(x).pixels / self.patch.normal_peak()
+        pixels = flaws.pixels / self.seg.normal_peak() + self.patch.beyond_normal(x) / self.patch.normal_peak()
         return self.explanation(score, marked_in_red(x, (pixels / self.heat_full_scale).clamp(0, 1)), pixels)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ad.data import CENTRE, IMAGE_SIZE, WHOLE
 from ad.errors import InputError
-from ad.models.base import Detector
+from ad.models.base import Detector, check_member_options
 from ad.models.registry import create_model, register_model
 from ad.preprocess import resize
 
@@ -49,7 +49,6 @@ FACE_WINDOWS = ((8, 8, 48, 48), (0, 8, 48, 48), (16, 8, 48, 48), (8, 0, 48, 48),
                 (14, 14, 36, 36), (0, 0, 64, 64))
 MEMORY_SIZE = 2048  # normal images remembered: on Fashion-MNIST 2,048 of 6,000 scored as well as all
 SURFACE = {}  # the surface memory's options: a patch memory's defaults (ad.models.patch), at geo's input
-INPUT_FORMAT = {"image_size", "fit", "crop", "input_size"}  # the surface memory's are geo's: not among its options
 EVIDENCE_AT_FULL_HEAT = 6.0  # uncalibrated heat map: share of the evidence per pixel, relative to an even spread
 
 
@@ -87,9 +86,8 @@ class TransformPredictor(Detector):
                  mirrors=False, memory_size=MEMORY_SIZE, surface=SURFACE, crop=None, image_size=IMAGE_SIZE,
                  fit=CENTRE):
         super().__init__(crop=crop, image_size=image_size, fit=fit)
-        if surface is not None and (not isinstance(surface, dict) or INPUT_FORMAT & set(surface)):
-            raise InputError("geo's surface: expected a dict of the patch memory's options (its input is geo's), "
-                             "or null for none (the heat map is then the score's gradient)")
+        check_member_options(surface, "geo's surface: expected a dict of the patch memory's options (its input "
+                             "is geo's), or null for none (the heat map is then the score's gradient)")
         self.view_size = view_size
         self.windows = [tuple(int(v) for v in w) for w in windows]
         for top, left, height, width in self.windows:
@@ -218,7 +216,7 @@ class TransformPredictor(Detector):
         if self.surface:
             with torch.no_grad():
                 scores, losses = self.scores_and_losses(x)
-                return self.explanation(scores, self._montage(x, torch.exp(-losses)), self.surface.explain(x).pixels)
+                return self.explanation(scores, self._montage(x, torch.exp(-losses)), self.surface.beyond_normal(x))
         with torch.enable_grad():
             x = x.detach().clone().requires_grad_(True)
             scores, losses = self.scores_and_losses(x)

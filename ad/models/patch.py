@@ -155,9 +155,10 @@ class PatchMemory(Detector):
             picks = torch.rand(features.shape[:2], generator=generator).argsort(dim=1)[:, :per_image]
             sample.append(features.gather(1, picks[..., None].expand(-1, -1, features.shape[2])).flatten(0, 1))
         sample = torch.cat(sample)
-        self.feature_mean.copy_(sample.mean(dim=0))
-        self.feature_spread.copy_(sample.std(dim=0).clamp_min(MIN_FEATURE_SPREAD))
-        sample = (sample - self.feature_mean.cpu()) / self.feature_spread.cpu()
+        mean, spread = sample.mean(dim=0), sample.std(dim=0).clamp_min(MIN_FEATURE_SPREAD)
+        self.feature_mean.copy_(mean)
+        self.feature_spread.copy_(spread)
+        sample = (sample - mean) / spread
         if len(sample) > size:
             chosen, nearest = coreset(sample, size, generator)
             left_out = torch.ones(len(sample), dtype=torch.bool)
