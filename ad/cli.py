@@ -24,9 +24,9 @@ THRESHOLD_PERCENTILE = 99.0  # score --details' verdicts: above 99% of held-out 
 
 def add_train_arguments(parser):
     """train's flags; their defaults live in TrainConfig alone (argparse only records what was given)."""
-    def add(*flags, help, **kwargs):
+    def add(*flags, help, show_default=True, **kwargs):
         name = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
-        shown = TRAIN_DEFAULTS.get(name)
+        shown = TRAIN_DEFAULTS.get(name) if show_default else None
         suffix = f" (default: {shown})" if shown not in (None, dataclasses.MISSING) and "action" not in kwargs else ""
         parser.add_argument(*flags, help=help + suffix, default=argparse.SUPPRESS, **kwargs)
 
@@ -40,6 +40,8 @@ def add_train_arguments(parser):
     add("--epochs", type=int, help="passes over the training images (default: 3, more (up to 50) for small "
         f"sets, so that training takes at least the architecture's minimum of steps: {least}; "
         f"{remembering} only remember the images, in one pass)")
+    add("--min-steps", type=int, help="without --epochs: enough passes for at least this many steps "
+        "(default: the architecture's minimum above)", show_default=False)
     add("--minutes", type=float, help="train for about this long instead: the epochs that fit, after timing "
         "a few steps of this model on this machine (instead of --epochs)")
     add("--batch-size", type=int, help="images per step")
@@ -94,7 +96,7 @@ def run_train(args, argv):
         given["model"] = parse_model_options(given["model"])
     if "minutes" in given and "epochs" in given:
         raise InputError("--minutes chooses the number of epochs itself: give --minutes or --epochs, not both")
-    for name in ("epochs", "batch_size"):
+    for name in ("epochs", "min_steps", "batch_size"):
         if given.get(name, 1) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if given.get("resume") and _is_main_process():

@@ -51,6 +51,7 @@ AUTOENCODER = {"epochs": 20, "model": {"input_size": 32, "latent_dim": 32}}
 ROWS = {
     "recommended (train.py defaults)": {},
     "geo without its memory (the default before: its cross-entropies score)": {"model": {"memory_size": 0}},
+    "geo trained for at least 200 steps (the default at least 100)": {"min_steps": 200},
     "geo, the whole image turned (4 views)": {"model": {"windows": [[0, 0, 64, 64]]}},
     "fcn": {"arch": "fcn", "epochs": 20, "model": {"input_size": 32, "latent_dim": 32}},
     "cnn": {"arch": "cnn", **AUTOENCODER},

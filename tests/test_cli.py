@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from ad import load_model
 from ad.cli import THRESHOLD_PERCENTILE, main
 from ad.evaluation import METRICS
-from ad.training import TrainConfig
+from ad.training import MIN_EPOCHS, TrainConfig
 from ad.scoring import anomaly_scores
 from conftest import ROOT, add_flaws, make_images, write_mvtec
 
@@ -41,6 +41,16 @@ def test_train_writes_a_checkpoint_with_the_options_given(data_files, tmp_path, 
     config = model.training_record["config"]
     assert config["epochs"] == 1 and config["lr"] == TrainConfig.lr  # the default
     assert "--crop 8,8,48,48" in config["command"]
+
+
+def test_min_steps_sets_how_many_passes_a_small_set_gets(data_files, tmp_path, capsys):
+    # 400 images in batches of 32 are at most 12 steps a pass: the default 100 steps need 9 passes or more
+    status, _, err = run(["train", "--arch", "fcn", "--data", str(data_files / "trainingset.npy"),
+                          "--out", str(tmp_path / "fcn"), "--min-steps", "1", "--batch-size", "32",
+                          "--set", "hidden=[64]", "--set", "latent_dim=8"], capsys)
+    assert status == 0, err
+    config = load_model(tmp_path / "fcn").training_record["config"]
+    assert config["min_steps"] == 1 and config["epochs"] == MIN_EPOCHS
 
 
 def test_resume_names_the_flags_it_ignores(data_files, tmp_path, capsys):
@@ -133,6 +143,7 @@ def test_evaluate_reads_labels_from_sub_folders_as_mvtec_lays_them_out(trained, 
     (["train", "--arch", "fcn", "--data", "README.md", "--out", "never"], "unsupported file type '.md'"),
     (["train", "--out", "never"], "needs the normal images (--data)"),
     (["train", "--arch", "fcn", "--data", "x.npy", "--out", "never", "--epochs", "0"], "--epochs must be"),
+    (["train", "--arch", "fcn", "--data", "x.npy", "--out", "never", "--min-steps", "0"], "--min-steps must be"),
     (["evaluate", "--checkpoint", "checkpoints/fcn", "--images", "examples/sample_testset/testingset.npy",
       "--labels", "README.md"], "labels must be a .npy or a .csv"),
 ])
