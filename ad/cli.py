@@ -24,10 +24,13 @@ THRESHOLD_PERCENTILE = 99.0  # score --details' verdicts: above 99% of held-out 
 
 def add_train_arguments(parser):
     """train's flags; their defaults live in TrainConfig alone (argparse only records what was given)."""
-    def add(*flags, help, show_default=True, **kwargs):
+    def add(*flags, help, **kwargs):
         name = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
-        shown = TRAIN_DEFAULTS.get(name) if show_default else None
-        suffix = f" (default: {shown})" if shown not in (None, dataclasses.MISSING) and "action" not in kwargs else ""
+        shown = TRAIN_DEFAULTS.get(name)
+        own = [f"{arch} {model_class(arch).training_defaults[name]}" for arch in list_models()
+               if name in model_class(arch).training_defaults]  # an architecture's training_defaults win
+        suffix = (f" (default: {shown}{'; ' + ', '.join(own) if own else ''})"
+                  if shown not in (None, dataclasses.MISSING) and "action" not in kwargs else "")
         parser.add_argument(*flags, help=help + suffix, default=argparse.SUPPRESS, **kwargs)
 
     add("--arch", choices=list_models(), help="architecture")
@@ -40,8 +43,7 @@ def add_train_arguments(parser):
     add("--epochs", type=int, help="passes over the training images (default: 3, more (up to 50) for small "
         f"sets, so that training takes at least the architecture's minimum of steps: {least}; "
         f"{remembering} only remember the images, in one pass)")
-    add("--min-steps", type=int, help="without --epochs: enough passes for at least this many steps "
-        "(default: the architecture's minimum above)", show_default=False)
+    add("--min-steps", type=int, help="without --epochs: enough passes for at least this many steps")
     add("--minutes", type=float, help="train for about this long instead: the epochs that fit, after timing "
         "a few steps of this model on this machine (instead of --epochs)")
     add("--batch-size", type=int, help="images per step")
